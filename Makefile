@@ -1,0 +1,43 @@
+# tvau-lightning — the two commands a new user needs are `make demo` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# A CPU build of torch by default; GPU users: `make install TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"`
+TORCH_SPEC ?= torch==2.13.0
+DEMO_DIR ?= demo
+STAMP := $(VENV)/.installed
+
+.PHONY: help install test test-slow test-all lint demo clean-demo
+
+help:  ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install the library with its dev tools (CPU torch by default)
+
+test: $(STAMP)  ## run the default test suite (CPU, ~15 min)
+	$(BIN)/python -m pytest
+
+test-slow: $(STAMP)  ## run only the slow tests
+	$(BIN)/python -m pytest -m slow
+
+test-all: $(STAMP)  ## run every test, slow ones included
+	$(BIN)/python -m pytest -m "slow or not slow"
+
+lint: $(STAMP)  ## ruff over the sources and tests
+	$(BIN)/ruff check src tests benchmarks
+
+demo: $(STAMP)  ## synthetic UBnormal → tiny backbone → fit AHD → test → analyze a video (CPU, a few minutes)
+	$(BIN)/tvau demo --out $(DEMO_DIR)
+
+clean-demo:  ## remove the demo outputs
+	rm -rf $(DEMO_DIR)

@@ -1,0 +1,27 @@
+"""Backbone adapters: one interface over Qwen2.5-VL, InternVL and LLaVA (SPEC §2)."""
+
+from tvau_lightning.backbones.base import (
+    BackboneAdapter,
+    BackboneConfig,
+    BackboneError,
+    ContextOverflowError,
+    DialogueInputs,
+    LoRASettings,
+    VideoInputs,
+    VisionOutput,
+    load_backbone,
+    register_adapter,
+)
+
+__all__ = [
+    "BackboneAdapter",
+    "BackboneConfig",
+    "BackboneError",
+    "ContextOverflowError",
+    "DialogueInputs",
+    "LoRASettings",
+    "VideoInputs",
+    "VisionOutput",
+    "load_backbone",
+    "register_adapter",
+]

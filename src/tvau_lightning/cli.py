@@ -1,0 +1,104 @@
+"""The ``tvau`` command line.
+
+``tvau fit|validate|test|predict`` are LightningCLI subcommands (torchgeo style: the task and the
+DataModule are chosen by ``class_path`` in YAML configs, e.g. ``tvau fit --config configs/ahd.yaml``).
+The other subcommands are tools for people (make demo data, analyze a video, chat, …); each lives in the
+module that owns the concern and is imported only when called, so ``tvau --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+LIGHTNING_COMMANDS: dict[str, str] = {
+    "fit": "train a task (AHD stage 1, RAE stage 2) from YAML configs",
+    "validate": "run the validation loop (metrics over whole videos)",
+    "test": "run the test loop on a checkpoint (--ckpt_path)",
+    "predict": "write predictions (heatmaps, answers) for a DataModule's predict split",
+}
+
+#: people's commands: name -> ("module:function", one-line help). The function takes ``argv`` and
+#: returns an exit code.
+TOOL_COMMANDS: dict[str, tuple[str, str]] = {}
+
+
+def register_tool(name: str, target: str, help_text: str) -> None:
+    """Add a people's command ``tvau NAME`` implemented by ``target`` (``module:function``)."""
+    TOOL_COMMANDS[name] = (target, help_text)
+
+
+def _overview() -> str:
+    from tvau_lightning import __version__
+
+    lines = [
+        f"tvau {__version__} — fine-grained video anomaly understanding with LVLMs (T-VAU)",
+        "",
+        "usage: tvau <command> [options]      (tvau <command> --help for its options)",
+        "",
+        "Training and evaluation (LightningCLI):",
+    ]
+    lines += [f"  {name:<16}{text}" for name, text in LIGHTNING_COMMANDS.items()]
+    if TOOL_COMMANDS:
+        lines += ["", "Tools:"]
+        lines += [f"  {name:<16}{text}" for name, (_, text) in sorted(TOOL_COMMANDS.items())]
+    lines += ["", "Example: tvau fit --config configs/ahd.yaml --trainer configs/trainer/cpu.yaml"]
+    return "\n".join(lines)
+
+
+def _register_builtin_tools() -> None:
+    """The people's commands shipped with the library (one line each, module:function)."""
+
+
+def _run_tool(name: str, argv: Sequence[str]) -> int:
+    target, _ = TOOL_COMMANDS[name]
+    module_name, func_name = target.split(":")
+    func = getattr(importlib.import_module(module_name), func_name)
+    return int(func(list(argv)) or 0)
+
+
+def lightning_cli(args: Sequence[str] | None = None, run: bool = True) -> Any:
+    """Build the LightningCLI (tasks and DataModules chosen by ``class_path``)."""
+    from lightning.pytorch import LightningDataModule, LightningModule
+    from lightning.pytorch.cli import LightningCLI
+
+    return LightningCLI(
+        model_class=LightningModule,
+        datamodule_class=LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        seed_everything_default=0,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={"prog": "tvau"},
+        args=list(args) if args is not None else None,
+        run=run,
+    )
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """Entry point of ``tvau``; ``args`` defaults to ``sys.argv[1:]`` (tests call it in-process)."""
+    _register_builtin_tools()
+    argv = list(sys.argv[1:] if args is None else args)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_overview())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from tvau_lightning import __version__
+
+        print(__version__)
+        return 0
+    if argv[0] in TOOL_COMMANDS:
+        return _run_tool(argv[0], argv[1:])
+    if argv[0] not in LIGHTNING_COMMANDS:
+        known = ", ".join([*LIGHTNING_COMMANDS, *sorted(TOOL_COMMANDS)])
+        print(f"tvau: unknown command {argv[0]!r}; commands: {known}", file=sys.stderr)
+        return 2
+    # LightningCLI reads sys.argv itself when run from the shell; in-process callers pass args
+    lightning_cli(argv if args is not None else None)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
