@@ -25,6 +25,9 @@ class ClipSample:
         video_id: the dataset's identifier of the video (a UBnormal video name, ``01_0014`` …).
         fps: frames per second of the source video.
         original_size: ``(H, W)`` of the source frames, for mapping boxes back to video pixels.
+        gt_boxes: ``(n, 6)`` int64 rows ``(frame, track_id, x1, y1, x2, y2)`` — the RBDC/TBDC ground-truth
+            regions of this clip's frames in original video pixels (inclusive), one ``track_id`` per GT
+            track of the video; ``None`` when the dataset has no region ground truth.
     """
 
     frames: torch.Tensor
@@ -35,6 +38,7 @@ class ClipSample:
     video_id: str
     fps: float
     original_size: tuple[int, int]
+    gt_boxes: torch.Tensor | None = None
 
     @property
     def num_frames(self) -> int:
@@ -54,6 +58,9 @@ class ClipBatch:
         video_id: ``B`` video identifiers.
         fps: ``(B,)`` float32.
         original_size: ``(B, 2)`` int64 ``(H, W)`` of the source videos.
+        gt_boxes: per clip, ``(n, 6)`` rows ``(frame, track_id, x1, y1, x2, y2)`` (see :class:`ClipSample`),
+            or ``None`` when the dataset has no region ground truth.
+        extras: optional extra tensors (e.g. cached vision features).
     """
 
     frames: torch.Tensor
@@ -64,6 +71,7 @@ class ClipBatch:
     video_id: list[str]
     fps: torch.Tensor
     original_size: torch.Tensor
+    gt_boxes: list[torch.Tensor] | None = None
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
@@ -98,4 +106,5 @@ def collate_clips(samples: Sequence[ClipSample]) -> ClipBatch:
         video_id=[s.video_id for s in samples],
         fps=torch.tensor([float(s.fps) for s in samples], dtype=torch.float32),
         original_size=torch.tensor([list(s.original_size) for s in samples], dtype=torch.int64),
+        gt_boxes=None if any(s.gt_boxes is None for s in samples) else [s.gt_boxes for s in samples],
     )
