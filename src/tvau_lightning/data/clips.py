@@ -1,0 +1,356 @@
+"""Clip sampling and the clip dataset/DataModule base shared by UBnormal and ShanghaiTech (SPEC §5).
+
+Two sampling plans:
+
+* ``train`` — windows of ``clip_len`` frames taken every ``frame_stride`` frames, a new window every
+  ``clip_step`` frames (default: half a window, the author's 24-frame/12-step prototype), plus one window
+  ending on the last frame so the tail of every video is seen.
+* ``eval`` — every frame of every video exactly once. A video is cut into blocks of ``clip_len *
+  frame_stride`` frames; a block gives ``frame_stride`` clips, clip ``o`` holding frames ``o, o + stride,
+  …`` of the block, so clips keep the training frame spacing and no frame is skipped or repeated. The last
+  block is shorter; its clips are padded by repeating their last frame, with ``valid=False`` and
+  ``frame_index=-1`` on the padding.
+
+Subclasses (one per dataset format) list their videos and implement how frames, masks, labels and region
+ground truth are read; :class:`VideoClipDataset` turns that into :class:`~tvau_lightning.data.types.ClipSample`
+items, resized to ``frame_size`` (frames anti-aliased, masks nearest).
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset
+
+from tvau_lightning.data.transforms import FrameResizeMode, resize_frames, resize_masks
+from tvau_lightning.data.types import ClipSample, collate_clips
+from tvau_lightning.data.video import DecordVideo, FrameFolderVideo
+
+Sampling = Literal["train", "eval"]
+#: readers a forked DataLoader worker inherited from its parent. They are kept referenced and never used:
+#: freeing a copied ffmpeg decoder in the child aborts the process (its decoding threads exist only in the
+#: parent), and workers leave through ``os._exit``, so nothing is ever freed here.
+_INHERITED_READERS: list[object] = []
+#: the DataModule split names (``dm.dataset(split)``); ``predict`` reads the test split
+SPLITS = ("train", "val", "test", "predict")
+
+
+class DatasetFormatError(ValueError):
+    """The data on disk does not follow the expected native layout; the message names the file and the fix."""
+
+
+def clip_span(clip_len: int, frame_stride: int) -> int:
+    """Number of source frames a full clip spans: ``(clip_len - 1) * frame_stride + 1``."""
+    return (clip_len - 1) * frame_stride + 1
+
+
+def training_clips(num_frames: int, clip_len: int, frame_stride: int = 1, clip_step: int | None = None) -> list[np.ndarray]:
+    """Frame indices of the training windows of a ``num_frames``-frame video.
+
+    Windows start every ``clip_step`` frames (default ``max(1, clip_len * frame_stride // 2)``); one more window
+    ends on the last frame when the regular ones miss it. A video shorter than a window gives one short clip
+    (padded later). Returns a list of int64 arrays, each at most ``clip_len`` long.
+    """
+    _check_sampling_args(clip_len, frame_stride)
+    if num_frames < 1:
+        return []
+    step = max(1, clip_len * frame_stride // 2) if clip_step is None else int(clip_step)
+    if step < 1:
+        raise ValueError(f"clip_step must be positive, got {clip_step}")
+    span = clip_span(clip_len, frame_stride)
+    offsets = np.arange(clip_len, dtype=np.int64) * frame_stride
+    if num_frames <= span:
+        return [offsets[offsets < num_frames]]
+    starts = list(range(0, num_frames - span + 1, step))
+    if starts[-1] != num_frames - span:
+        starts.append(num_frames - span)
+    return [start + offsets for start in starts]
+
+
+def evaluation_clips(num_frames: int, clip_len: int, frame_stride: int = 1) -> list[np.ndarray]:
+    """Clips that hold every frame of a ``num_frames``-frame video exactly once (see the module docstring).
+
+    Returns a list of int64 arrays of frame indices, each at most ``clip_len`` long, each with constant spacing
+    ``frame_stride``.
+    """
+    _check_sampling_args(clip_len, frame_stride)
+    block = clip_len * frame_stride
+    clips = []
+    for block_start in range(0, num_frames, block):
+        block_end = min(block_start + block, num_frames)
+        for phase in range(frame_stride):
+            indices = np.arange(block_start + phase, block_end, frame_stride, dtype=np.int64)
+            if indices.size:
+                clips.append(indices)
+    return clips
+
+
+def _check_sampling_args(clip_len: int, frame_stride: int) -> None:
+    if clip_len < 1:
+        raise ValueError(f"clip_len must be positive, got {clip_len}")
+    if frame_stride < 1:
+        raise ValueError(f"frame_stride must be positive, got {frame_stride}")
+
+
+def boxes_of_clip(tracks: Sequence[np.ndarray], frame_index: np.ndarray) -> torch.Tensor:
+    """The rows of ``tracks`` that fall on the clip's frames, as ``(n, 6)`` int64 ``(frame, track_id, x1, y1, x2, y2)``.
+
+    ``tracks[k]`` is the ``(m, 5)`` array ``(frame, x1, y1, x2, y2)`` of track ``k``; ``track_id`` is ``k``.
+    """
+    frames = np.asarray(frame_index)
+    frames = frames[frames >= 0]
+    rows = []
+    for track_id, track in enumerate(tracks):
+        track = np.asarray(track, dtype=np.int64).reshape(-1, 5)
+        keep = track[np.isin(track[:, 0], frames)]
+        if keep.size:
+            rows.append(np.concatenate([keep[:, :1], np.full((len(keep), 1), track_id), keep[:, 1:]], axis=1))
+    if not rows:
+        return torch.zeros((0, 6), dtype=torch.int64)
+    out = np.concatenate(rows).astype(np.int64)
+    return torch.from_numpy(out[np.lexsort((out[:, 1], out[:, 0]))])
+
+
+class VideoClipDataset(Dataset, abc.ABC):
+    """Clips of the videos of one split, as :class:`ClipSample` items.
+
+    Subclasses set ``self._video_ids`` and call :meth:`_build_clips` at the end of their ``__init__``, and
+    implement the per-video accessors. Readers are opened lazily and cached per process (DataLoader workers
+    each open their own; decord readers are never shared across a fork).
+
+    Args:
+        clip_len: frames per clip.
+        frame_stride: spacing of the frames of a clip in the source video.
+        frame_size: ``(H, W)`` frames and masks are resized to; ``None`` keeps the source size.
+        sampling: ``train`` (overlapping windows) or ``eval`` (every frame exactly once).
+        clip_step: for ``train``, frames between window starts (default half a window).
+        resize_mode: frame resampling filter (masks are always nearest).
+        gt_boxes: attach each clip's RBDC/TBDC ground-truth boxes (``ClipSample.gt_boxes``).
+    """
+
+    max_open_readers = 8
+
+    def __init__(
+        self,
+        clip_len: int = 16,
+        frame_stride: int = 1,
+        frame_size: tuple[int, int] | None = (448, 672),
+        sampling: Sampling = "eval",
+        clip_step: int | None = None,
+        resize_mode: FrameResizeMode = "bilinear",
+        gt_boxes: bool = True,
+    ) -> None:
+        _check_sampling_args(clip_len, frame_stride)
+        if sampling not in ("train", "eval"):
+            raise ValueError(f"sampling must be 'train' or 'eval', got {sampling!r}")
+        if frame_size is not None and (len(frame_size) != 2 or min(frame_size) < 1):
+            raise ValueError(f"frame_size must be (H, W) with positive sides or None, got {frame_size!r}")
+        self.clip_len = int(clip_len)
+        self.frame_stride = int(frame_stride)
+        self.frame_size = None if frame_size is None else (int(frame_size[0]), int(frame_size[1]))
+        self.sampling = sampling
+        self.clip_step = clip_step
+        self.resize_mode = resize_mode
+        self.attach_gt_boxes = gt_boxes
+        self._video_ids: list[str] = []
+        self._clips: list[tuple[str, np.ndarray]] = []
+        self._readers: OrderedDict[str, DecordVideo | FrameFolderVideo] = OrderedDict()
+        self._readers_pid = os.getpid()
+        self._labels: dict[str, np.ndarray] = {}
+        self._tracks: dict[str, list[np.ndarray]] = {}
+
+    # ----------------------------------------------------------------- per-video accessors (subclasses)
+    @property
+    def video_ids(self) -> list[str]:
+        """The videos of the split, in a fixed order."""
+        return list(self._video_ids)
+
+    @abc.abstractmethod
+    def num_frames(self, video_id: str) -> int:
+        """Number of frames of the video (every frame is covered once by ``eval`` sampling)."""
+
+    @abc.abstractmethod
+    def original_size(self, video_id: str) -> tuple[int, int]:
+        """``(H, W)`` of the source frames."""
+
+    @abc.abstractmethod
+    def _compute_frame_labels(self, video_id: str) -> np.ndarray:
+        """``(T,)`` int64 frame labels (1 = abnormal)."""
+
+    @abc.abstractmethod
+    def _compute_gt_tracks(self, video_id: str) -> list[np.ndarray]:
+        """The video's GT tracks, each ``(n, 5)`` int64 rows ``(frame, x1, y1, x2, y2)`` (inclusive pixels)."""
+
+    @abc.abstractmethod
+    def _open_reader(self, video_id: str) -> DecordVideo | FrameFolderVideo:
+        """Open the frames of the video (called at most once per process and cached)."""
+
+    @abc.abstractmethod
+    def _read_masks(self, video_id: str, indices: np.ndarray) -> torch.Tensor:
+        """``(n, H, W)`` bool anomaly masks of the frames ``indices`` at the source size."""
+
+    def _check_reader(self, video_id: str, reader: DecordVideo | FrameFolderVideo) -> None:  # noqa: B027
+        """Lazy consistency checks between a freshly opened reader and the annotations (override)."""
+
+    def _clip_gt_boxes(self, video_id: str, indices: np.ndarray) -> torch.Tensor:
+        """``(n, 6)`` GT boxes of the clip's frames; subclasses may compute them without the whole video."""
+        return boxes_of_clip(self.gt_tracks(video_id), indices)
+
+    def frame_labels(self, video_id: str) -> np.ndarray:
+        """``(T,)`` int64 frame labels of a whole video, 1 = abnormal."""
+        if video_id not in self._labels:
+            self._labels[video_id] = self._compute_frame_labels(video_id)
+        return self._labels[video_id]
+
+    def gt_tracks(self, video_id: str) -> list[np.ndarray]:
+        """RBDC/TBDC ground truth of a whole video: a list of ``(n, 5)`` int64 arrays ``(frame, x1, y1, x2, y2)``."""
+        if video_id not in self._tracks:
+            self._tracks[video_id] = self._compute_gt_tracks(video_id)
+        return self._tracks[video_id]
+
+    def total_frames(self) -> int:
+        """Frames in the whole split (``N`` of the RBDC/TBDC false-positive rate)."""
+        return sum(self.num_frames(v) for v in self._video_ids)
+
+    # ----------------------------------------------------------------- clips
+    def _build_clips(self) -> None:
+        self._clips = []
+        for video_id in self._video_ids:
+            total = self.num_frames(video_id)
+            if self.sampling == "train":
+                plans = training_clips(total, self.clip_len, self.frame_stride, self.clip_step)
+            else:
+                plans = evaluation_clips(total, self.clip_len, self.frame_stride)
+            self._clips.extend((video_id, plan) for plan in plans)
+
+    @property
+    def clips(self) -> list[tuple[str, np.ndarray]]:
+        """``(video_id, frame indices)`` of every item, before padding."""
+        return list(self._clips)
+
+    def __len__(self) -> int:
+        return len(self._clips)
+
+    def reader(self, video_id: str) -> DecordVideo | FrameFolderVideo:
+        """The (cached, per-process) frame reader of a video."""
+        if self._readers_pid != os.getpid():  # a forked worker: never reuse (nor free) the parent's decoders
+            _INHERITED_READERS.extend(self._readers.values())
+            self._readers = OrderedDict()
+            self._readers_pid = os.getpid()
+        if video_id in self._readers:
+            self._readers.move_to_end(video_id)
+            return self._readers[video_id]
+        reader = self._open_reader(video_id)
+        self._check_reader(video_id, reader)
+        self._readers[video_id] = reader
+        while len(self._readers) > self.max_open_readers:
+            self._readers.popitem(last=False)
+        return reader
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_readers"] = OrderedDict()  # decoders cannot be pickled (spawned DataLoader workers)
+        return state
+
+    def __getitem__(self, index: int) -> ClipSample:
+        video_id, indices = self._clips[index]
+        try:
+            return self._load_clip(video_id, indices)
+        except Exception as error:
+            if hasattr(error, "add_note"):
+                error.add_note(f"while loading item {index}: video {video_id!r}, frames {indices.tolist()}")
+            raise
+
+    def _load_clip(self, video_id: str, indices: np.ndarray) -> ClipSample:
+        reader = self.reader(video_id)
+        frames = resize_frames(reader.read(indices), self.frame_size, mode=self.resize_mode)
+        masks = resize_masks(self._read_masks(video_id, indices), self.frame_size)
+        labels = torch.from_numpy(self.frame_labels(video_id)[indices].astype(np.int64))
+        count, pad = len(indices), self.clip_len - len(indices)
+        frame_index = torch.full((self.clip_len,), -1, dtype=torch.int64)
+        frame_index[:count] = torch.from_numpy(indices)
+        valid = torch.zeros(self.clip_len, dtype=torch.bool)
+        valid[:count] = True
+        if pad:
+            frames = torch.cat([frames, frames[-1:].expand(pad, *frames.shape[1:])])
+            masks = torch.cat([masks, masks.new_zeros((pad, *masks.shape[1:]))])
+            labels = torch.cat([labels, labels.new_zeros(pad)])
+        return ClipSample(
+            frames=frames.contiguous(),
+            masks=masks.bool(),
+            frame_labels=labels,
+            frame_index=frame_index,
+            valid=valid,
+            video_id=video_id,
+            fps=float(reader.fps),
+            original_size=self.original_size(video_id),
+            gt_boxes=self._clip_gt_boxes(video_id, indices) if self.attach_gt_boxes else None,
+        )
+
+
+class VideoClipDataModule(LightningDataModule, abc.ABC):
+    """Shared DataModule logic: one dataset per split built on first use, loaders with :func:`collate_clips`.
+
+    Subclasses implement :meth:`_make_dataset`; the train split uses ``train`` sampling (shuffled), the
+    others ``eval`` sampling (every frame once, in order). ``predict`` reads the test split.
+    """
+
+    def __init__(self, batch_size: int = 1, num_workers: int = 0, pin_memory: bool = False) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self._datasets: dict[str, VideoClipDataset] = {}
+
+    @abc.abstractmethod
+    def _make_dataset(self, split: str) -> VideoClipDataset:
+        """Build the dataset of ``train``, ``val`` or ``test``."""
+
+    def dataset(self, split: str) -> VideoClipDataset:
+        """The dataset of ``split`` (``train``, ``val``, ``test``; ``predict`` = ``test``), built on first use."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+        split = "test" if split == "predict" else split
+        if split not in self._datasets:
+            self._datasets[split] = self._make_dataset(split)
+        return self._datasets[split]
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build (and so validate) the datasets the stage needs."""
+        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+        for split in splits.get(stage, ("train", "val", "test")) if stage else ("train", "val", "test"):
+            self.dataset(split)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.dataset(split),
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=collate_clips,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

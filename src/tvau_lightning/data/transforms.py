@@ -1,0 +1,75 @@
+"""Resizing of uint8 frames and of masks in plain torch (no torchvision), as the DataModules need it.
+
+Frames are resized with an anti-aliased filter (torch's uint8 fast path for bilinear/bicubic), masks and
+id maps with nearest-neighbour so that labels never blend. Backbone normalisation is not done here.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+FrameResizeMode = Literal["bilinear", "bicubic", "area", "nearest"]
+
+
+def resize_frames(
+    frames: torch.Tensor,
+    size: tuple[int, int] | list[int] | None,
+    mode: FrameResizeMode = "bilinear",
+    antialias: bool = True,
+) -> torch.Tensor:
+    """Resize ``(T, H, W, 3)`` uint8 frames to ``size = (H', W')``; returns ``(T, H', W', 3)`` uint8.
+
+    ``bilinear``/``bicubic`` are anti-aliased when ``antialias`` (right for down-scaling), ``area`` averages
+    source pixels (down-scaling only is meaningful), ``nearest`` copies pixels. ``size=None`` or the current
+    size returns the input unchanged.
+    """
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"resize_frames expects (T, H, W, 3) frames, got shape {tuple(frames.shape)}")
+    if frames.dtype != torch.uint8:
+        raise ValueError(f"resize_frames expects uint8 frames, got {frames.dtype}")
+    if size is None:
+        return frames
+    height, width = int(size[0]), int(size[1])
+    if height < 1 or width < 1:
+        raise ValueError(f"frame size must be positive (H, W), got {tuple(size)}")
+    if (height, width) == tuple(frames.shape[1:3]) or frames.shape[0] == 0:
+        return frames if frames.shape[0] else frames.new_zeros((0, height, width, 3))
+    # (T, H, W, 3) viewed as channels-last (T, 3, H, W): torch's uint8 kernels work on it without a copy
+    image = frames.permute(0, 3, 1, 2)
+    if mode in ("bilinear", "bicubic"):
+        out = F.interpolate(image, size=(height, width), mode=mode, align_corners=False, antialias=antialias)
+    elif mode == "area":
+        out = F.interpolate(image.float(), size=(height, width), mode="area").round_().clamp_(0, 255).to(torch.uint8)
+    elif mode == "nearest":
+        out = F.interpolate(image, size=(height, width), mode="nearest-exact")
+    else:
+        raise ValueError(f"unknown frame resize mode {mode!r}; use bilinear, bicubic, area or nearest")
+    return out.permute(0, 2, 3, 1).contiguous()
+
+
+def resize_masks(masks: torch.Tensor, size: tuple[int, int] | list[int] | None) -> torch.Tensor:
+    """Resize ``(T, H, W)`` masks or id maps (bool or integer) to ``(T, H', W')`` with nearest neighbour.
+
+    The dtype is kept; pixel centres are matched (``nearest-exact``), so a mask resized to the frames' size
+    stays aligned with frames resized by :func:`resize_frames`.
+    """
+    if masks.ndim != 3:
+        raise ValueError(f"resize_masks expects (T, H, W) masks, got shape {tuple(masks.shape)}")
+    if size is None:
+        return masks
+    height, width = int(size[0]), int(size[1])
+    if height < 1 or width < 1:
+        raise ValueError(f"mask size must be positive (H, W), got {tuple(size)}")
+    if (height, width) == tuple(masks.shape[1:]):
+        return masks
+    if masks.shape[0] == 0:
+        return masks.new_zeros((0, height, width))
+    dtype = masks.dtype
+    work = masks.to(torch.uint8) if dtype == torch.bool else masks
+    if work.dtype not in (torch.uint8, torch.float32, torch.float64):
+        work = work.to(torch.float32)  # nearest on integer ids: exact for ids < 2**24
+    out = F.interpolate(work[:, None], size=(height, width), mode="nearest-exact")[:, 0]
+    return out.to(dtype)
