@@ -50,6 +50,7 @@ def _overview() -> str:
 
 def _register_builtin_tools() -> None:
     """The people's commands shipped with the library (one line each, module:function)."""
+    register_tool("synth-data", "tvau_lightning.data.synthetic:synth_data_main", "write a small synthetic UBnormal/ShanghaiTech dataset in its native layout")
 
 
 def _run_tool(name: str, argv: Sequence[str]) -> int:
