@@ -64,3 +64,16 @@ def test_masks_nearest_keeps_labels_and_alignment():
     up = resize_masks(masks, (16, 16))
     assert up.dtype == torch.bool
     assert torch.equal(up, masks.repeat_interleave(2, 1).repeat_interleave(2, 2))
+
+
+@pytest.mark.parametrize(("src", "dst"), [((120, 180), (448, 672)), ((360, 640), (448, 672)), ((97, 61), (13, 29))])
+def test_mask_gather_equals_torch_nearest_exact(src, dst):
+    masks = torch.rand(3, *src) > 0.7
+    reference = torch.nn.functional.interpolate(masks[:, None].float(), size=dst, mode="nearest-exact")[:, 0] > 0.5
+    assert torch.equal(resize_masks(masks, dst), reference)
+    ids = (torch.rand(3, *src) * 1000).long()  # int64 ids take the gather path: same sampling grid
+    reference = torch.nn.functional.interpolate(ids[:, None].double(), size=dst, mode="nearest-exact")[:, 0].long()
+    assert torch.equal(resize_masks(ids, dst), reference)
+    frames = torch.randint(0, 256, (2, *src, 3), dtype=torch.uint8)
+    reference = torch.nn.functional.interpolate(frames.permute(0, 3, 1, 2).float(), size=dst, mode="nearest-exact")
+    assert torch.equal(resize_frames(frames, dst, mode="nearest"), reference.permute(0, 2, 3, 1).to(torch.uint8))

@@ -50,11 +50,20 @@ def resize_frames(
     return out.permute(0, 2, 3, 1).contiguous()
 
 
-def resize_masks(masks: torch.Tensor, size: tuple[int, int] | list[int] | None) -> torch.Tensor:
-    """Resize ``(T, H, W)`` masks or id maps (bool or integer) to ``(T, H', W')`` with nearest neighbour.
+def nearest_indices(in_size: int, out_size: int, device: torch.device | None = None) -> torch.Tensor:
+    """Source indices of nearest-neighbour resampling with matched pixel centres (torch's ``nearest-exact``):
+    ``src = min(floor((dst + 0.5) * in / out), in - 1)``."""
+    dst = torch.arange(out_size, dtype=torch.float64, device=device)
+    return ((dst + 0.5) * (in_size / out_size)).floor().clamp_(max=in_size - 1).long()
 
-    The dtype is kept; pixel centres are matched (``nearest-exact``), so a mask resized to the frames' size
-    stays aligned with frames resized by :func:`resize_frames`.
+
+def resize_masks(masks: torch.Tensor, size: tuple[int, int] | list[int] | None) -> torch.Tensor:
+    """Resize ``(T, H, W)`` masks or id maps (any dtype) to ``(T, H', W')`` with nearest neighbour.
+
+    The dtype is kept; pixel centres are matched (as torch's ``nearest-exact``), so a mask resized to the
+    frames' size stays aligned with frames resized by :func:`resize_frames`. Bool and uint8 masks use torch's
+    uint8 kernel (bools reinterpreted without a copy); other dtypes (int64 ids …) a row/column gather, exact
+    for any value.
     """
     if masks.ndim != 3:
         raise ValueError(f"resize_masks expects (T, H, W) masks, got shape {tuple(masks.shape)}")
@@ -65,11 +74,10 @@ def resize_masks(masks: torch.Tensor, size: tuple[int, int] | list[int] | None) 
         raise ValueError(f"mask size must be positive (H, W), got {tuple(size)}")
     if (height, width) == tuple(masks.shape[1:]):
         return masks
-    if masks.shape[0] == 0:
-        return masks.new_zeros((0, height, width))
-    dtype = masks.dtype
-    work = masks.to(torch.uint8) if dtype == torch.bool else masks
-    if work.dtype not in (torch.uint8, torch.float32, torch.float64):
-        work = work.to(torch.float32)  # nearest on integer ids: exact for ids < 2**24
-    out = F.interpolate(work[:, None], size=(height, width), mode="nearest-exact")[:, 0]
-    return out.to(dtype)
+    if masks.dtype in (torch.bool, torch.uint8):
+        as_bytes = masks.contiguous().view(torch.uint8)
+        out = F.interpolate(as_bytes[:, None], size=(height, width), mode="nearest-exact")[:, 0]
+        return out.view(torch.bool) if masks.dtype == torch.bool else out
+    rows = nearest_indices(masks.shape[1], height, masks.device)
+    cols = nearest_indices(masks.shape[2], width, masks.device)
+    return masks.index_select(1, rows).index_select(2, cols)

@@ -114,6 +114,8 @@ class DecordVideo:
             ) from error
         frames = batch.asnumpy() if hasattr(batch, "asnumpy") else np.asarray(batch)
         self._size = (int(frames.shape[1]), int(frames.shape[2]))
+        if len(unique) == len(array) and (unique == array).all():  # already in order: no copy
+            return torch.from_numpy(np.ascontiguousarray(frames))
         return torch.from_numpy(np.ascontiguousarray(frames[inverse]))
 
 
