@@ -12,6 +12,8 @@ from tvau_lightning.backbones.base import (
     load_backbone,
     register_adapter,
 )
+from tvau_lightning.backbones.internvl import InternVLAdapter
+from tvau_lightning.backbones.llava import LlavaAdapter, LlavaNextAdapter
 
 __all__ = [
     "BackboneAdapter",
@@ -19,6 +21,9 @@ __all__ = [
     "BackboneError",
     "ContextOverflowError",
     "DialogueInputs",
+    "InternVLAdapter",
+    "LlavaAdapter",
+    "LlavaNextAdapter",
     "LoRASettings",
     "VideoInputs",
     "VisionOutput",
