@@ -70,3 +70,17 @@ def test_boxes_of_clip_selects_the_clip_frames_with_track_ids():
     assert boxes.tolist() == [[3, 0, 1, 2, 5, 6], [4, 0, 1, 2, 5, 7], [4, 1, 10, 10, 12, 12]]
     assert boxes_of_clip(tracks, np.array([20, 21])).shape == (0, 6)
     assert boxes_of_clip([], np.array([1])).shape == (0, 6)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"clip_len": 0}, "clip_len"), ({"frame_stride": -1}, "frame_stride"),
+    ({"frame_size": (0, 10)}, "frame_size"), ({"train_clip_step": 0}, "clip_step"),
+])
+def test_datamodules_validate_clip_arguments_at_construction(kwargs, message, tmp_path):
+    from tvau_lightning.data.shanghaitech import ShanghaiTechDataModule
+    from tvau_lightning.data.ubnormal import UBnormalDataModule
+
+    with pytest.raises(ValueError, match=message):
+        UBnormalDataModule(str(tmp_path), str(tmp_path), **kwargs)
+    with pytest.raises(ValueError, match=message):
+        ShanghaiTechDataModule(str(tmp_path), **kwargs)

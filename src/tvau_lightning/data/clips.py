@@ -99,6 +99,17 @@ def _check_sampling_args(clip_len: int, frame_stride: int) -> None:
         raise ValueError(f"frame_stride must be positive, got {frame_stride}")
 
 
+def check_clip_args(
+    clip_len: int, frame_stride: int, frame_size: tuple[int, int] | None, clip_step: int | None = None
+) -> None:
+    """Validate the clip arguments of a dataset or DataModule (raises ValueError naming the argument)."""
+    _check_sampling_args(clip_len, frame_stride)
+    if frame_size is not None and (len(frame_size) != 2 or min(int(v) for v in frame_size) < 1):
+        raise ValueError(f"frame_size must be (H, W) with positive sides or None, got {frame_size!r}")
+    if clip_step is not None and clip_step < 1:
+        raise ValueError(f"clip_step must be positive (or None for half a window), got {clip_step}")
+
+
 def boxes_of_clip(tracks: Sequence[np.ndarray], frame_index: np.ndarray) -> torch.Tensor:
     """The rows of ``tracks`` that fall on the clip's frames, as ``(n, 6)`` int64 ``(frame, track_id, x1, y1, x2, y2)``.
 
@@ -147,11 +158,9 @@ class VideoClipDataset(Dataset, abc.ABC):
         resize_mode: FrameResizeMode = "bilinear",
         gt_boxes: bool = True,
     ) -> None:
-        _check_sampling_args(clip_len, frame_stride)
+        check_clip_args(clip_len, frame_stride, frame_size, clip_step)
         if sampling not in ("train", "eval"):
             raise ValueError(f"sampling must be 'train' or 'eval', got {sampling!r}")
-        if frame_size is not None and (len(frame_size) != 2 or min(frame_size) < 1):
-            raise ValueError(f"frame_size must be (H, W) with positive sides or None, got {frame_size!r}")
         self.clip_len = int(clip_len)
         self.frame_stride = int(frame_stride)
         self.frame_size = None if frame_size is None else (int(frame_size[0]), int(frame_size[1]))

@@ -30,7 +30,13 @@ from typing import Literal
 import numpy as np
 import torch
 
-from tvau_lightning.data.clips import DatasetFormatError, Sampling, VideoClipDataModule, VideoClipDataset
+from tvau_lightning.data.clips import (
+    DatasetFormatError,
+    Sampling,
+    VideoClipDataModule,
+    VideoClipDataset,
+    check_clip_args,
+)
 from tvau_lightning.data.transforms import FrameResizeMode
 from tvau_lightning.data.video import DEFAULT_FOLDER_FPS, DecordVideo, FrameFolderVideo, list_frame_images
 
@@ -319,6 +325,7 @@ class ShanghaiTechDataModule(VideoClipDataModule):
     ) -> None:
         super().__init__(batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory)
         self.save_hyperparameters()
+        check_clip_args(clip_len, frame_stride, frame_size, train_clip_step)
         if protocol not in ("standard", "tvau"):
             raise ValueError(f"protocol must be 'standard' or 'tvau', got {protocol!r}")
         if tvau_test not in ("held_out", "all"):

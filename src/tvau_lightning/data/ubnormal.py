@@ -30,7 +30,13 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from tvau_lightning.data.clips import DatasetFormatError, Sampling, VideoClipDataModule, VideoClipDataset
+from tvau_lightning.data.clips import (
+    DatasetFormatError,
+    Sampling,
+    VideoClipDataModule,
+    VideoClipDataset,
+    check_clip_args,
+)
 from tvau_lightning.data.transforms import FrameResizeMode
 from tvau_lightning.data.video import DecordVideo, VideoReadError
 
@@ -428,6 +434,7 @@ class UBnormalDataModule(VideoClipDataModule):
     ) -> None:
         super().__init__(batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory)
         self.save_hyperparameters()
+        check_clip_args(clip_len, frame_stride, frame_size, train_clip_step)
         self.root = root
         self.split_dir = split_dir
         self.clip_len = clip_len
