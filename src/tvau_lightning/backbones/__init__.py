@@ -14,6 +14,8 @@ from tvau_lightning.backbones.base import (
 )
 from tvau_lightning.backbones.internvl import InternVLAdapter
 from tvau_lightning.backbones.llava import LlavaAdapter, LlavaNextAdapter
+from tvau_lightning.backbones.qwen2_5_vl import Qwen2_5_VLAdapter
+from tvau_lightning.backbones.tiny import build_tiny_backbone, tiny_families
 
 __all__ = [
     "BackboneAdapter",
@@ -25,8 +27,11 @@ __all__ = [
     "LlavaAdapter",
     "LlavaNextAdapter",
     "LoRASettings",
+    "Qwen2_5_VLAdapter",
     "VideoInputs",
     "VisionOutput",
+    "build_tiny_backbone",
     "load_backbone",
     "register_adapter",
+    "tiny_families",
 ]

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,15 @@ from torch import nn
 from tvau_lightning.data.dialogue_schema import Turn
 
 IGNORE_INDEX = -100
+
+#: processor files of a model folder that hold pixel settings; :meth:`BackboneAdapter.save_pretrained` keeps them
+PROCESSOR_FILES: tuple[str, ...] = (
+    "preprocessor_config.json",
+    "video_preprocessor_config.json",
+    "processor_config.json",
+    "chat_template.json",
+    "chat_template.jinja",
+)
 
 
 class BackboneError(RuntimeError):
@@ -303,6 +313,33 @@ class BackboneAdapter(nn.Module, ABC):
     ) -> BackboneAdapter:
         """Load from ``config.path`` (local folder or cached hub id). ``vision_only`` skips the LLM."""
 
+    # ---- tiny random models (backbones/tiny.py) --------------------------------------------------
+
+    @classmethod
+    def tiny_special_tokens(cls) -> dict[str, Any]:
+        """Keyword arguments of the family's tiny tokenizer: the named tokens it has (``bos_token``,
+        ``eos_token``, ``unk_token``, ``pad_token``) and ``additional_special_tokens`` (every special token,
+        named ones included, in a fixed order: they get the first ids of the vocabulary)."""
+        raise NotImplementedError(f"{cls.__name__} ({cls.family}) has no tiny configuration; see backbones/tiny.py")
+
+    @classmethod
+    def tiny_config(cls, tokenizer: Any, **overrides: Any) -> Any:
+        """The Hugging Face config of a tiny random model of the family (a few vision blocks, a 2-layer LLM,
+        small widths) whose special-token ids come from ``tokenizer``; unknown ``overrides`` raise TypeError."""
+        raise NotImplementedError(f"{cls.__name__} ({cls.family}) has no tiny configuration; see backbones/tiny.py")
+
+    @classmethod
+    def tiny_model(cls, seed: int, tokenizer: Any, **overrides: Any) -> nn.Module:
+        """A tiny random model from :meth:`tiny_config` (called under ``torch.manual_seed(seed)``)."""
+        from transformers import AutoModelForImageTextToText
+
+        return AutoModelForImageTextToText.from_config(cls.tiny_config(tokenizer, **overrides))
+
+    @classmethod
+    def tiny_processor_files(cls, model: nn.Module) -> dict[str, dict[str, Any]]:
+        """Extra JSON files (``preprocessor_config.json`` …) saved beside a tiny model; name → content."""
+        return {}
+
     # ---- geometry --------------------------------------------------------------------------------
 
     @property
@@ -357,8 +394,15 @@ class BackboneAdapter(nn.Module, ABC):
     # ---- vision ----------------------------------------------------------------------------------
 
     @abstractmethod
-    def preprocess_video(self, frames: torch.Tensor) -> VideoInputs:
-        """uint8 clips ``(B, T, H, W, 3)`` (or one clip ``(T, H, W, 3)``) → model inputs, in plain torch."""
+    def preprocess_video(
+        self, frames: torch.Tensor, *, fps: float | Sequence[float] | torch.Tensor | None = None
+    ) -> VideoInputs:
+        """uint8 clips ``(B, T, H, W, 3)`` (or one clip ``(T, H, W, 3)``) → model inputs, in plain torch.
+
+        ``fps`` is the frame rate of the frames as given (source fps / frame stride), one number or one per
+        clip ``(B,)``; families whose language model encodes real time (Qwen2.5-VL's mRoPE) use it, the others
+        ignore it.
+        """
 
     @abstractmethod
     def encode_video(
@@ -728,6 +772,12 @@ class BackboneAdapter(nn.Module, ABC):
         directory.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(str(directory))
         self.tokenizer.save_pretrained(str(directory))
+        # the pixel settings (mean/std, patching) live in the processor files; carry them over
+        source = Path(os.path.expanduser(str(self.config.path)))
+        if source.is_dir() and source.resolve() != directory.resolve():
+            for name in PROCESSOR_FILES:
+                if (source / name).is_file() and not (directory / name).exists():
+                    shutil.copyfile(source / name, directory / name)
         return directory
 
     # ---- misc ------------------------------------------------------------------------------------
