@@ -92,6 +92,21 @@ def test_matches_stock_tower(grid, attn_implementation):
         assert _max_diff(out.hidden_states[k], ref.hidden_states[k]) < TOL, f"layer {k}"
 
 
+def test_stock_patch_embedding_option_and_matmul_patch_embedding():
+    """``patch_embed_matmul=False`` runs the stock Conv3d (the fast path then differs from the stock tower only
+    in how attention is batched); the default matmul embedding equals the Conv3d up to float rounding."""
+    tower = tiny_tower()
+    px, g = pixels(RAGGED)
+    with torch.no_grad():
+        ref = tower(px, g, output_hidden_states=True)
+        exact = FastQwen2_5VisionTower(tower, patch_embed_matmul=False)(px, g, layers=[0, DEPTH])
+        matmul = FastQwen2_5VisionTower(tower)(px, g, layers=[0])
+    assert torch.equal(exact.hidden_states[0], ref.hidden_states[0])
+    assert _max_diff(exact.pooler_output, ref.pooler_output) < 1e-5
+    assert _max_diff(exact.hidden_states[DEPTH], ref.hidden_states[DEPTH]) < 1e-5
+    assert _max_diff(matmul.hidden_states[0], ref.hidden_states[0]) < 1e-5
+
+
 def test_equal_windows_use_one_dense_call_and_ragged_windows_are_grouped():
     kwargs = {"spatial_merge_size": 2, "window_size": WINDOW, "patch_size": PATCH}
     equal = build_window_plan(EQUAL, **kwargs)
@@ -168,7 +183,7 @@ def test_window_order_to_grids_is_row_major(grid):
 def test_stacked_grid_and_layer_zero_is_patch_embedding(tower):
     px, g = pixels(EQUAL_BATCH)
     with torch.no_grad():
-        out = FastQwen2_5VisionTower(tower)(px, g, layers=[0, 2], return_merged=False)
+        out = FastQwen2_5VisionTower(tower, patch_embed_matmul=False)(px, g, layers=[0, 2], return_merged=False)
         emb = tower.patch_embed(px)  # (N, C) in block-major input order
     stacked = out.stacked_grid(0)
     assert stacked.shape == (2, 2, 8, 8, 64)
@@ -326,3 +341,28 @@ def test_compiled_blocks_match_stock(tower):
         assert time.perf_counter() - start < 300
         assert _max_diff(out.pooler_output, ref.pooler_output) < TOL
         assert _max_diff(out.hidden_states[1], ref.hidden_states[1]) < TOL
+
+
+# ------------------------------------------------------------------------------------------------ benchmark
+
+
+def test_benchmark_script_runs_and_reports_equal_outputs(tmp_path):
+    """benchmarks/bench_qwen_vision.py at toy shapes: both paths timed, same merger output, JSON written."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_qwen_vision.py"
+    spec = importlib.util.spec_from_file_location("bench_qwen_vision", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    args = ["--depth", "2", "--hidden", "32", "--heads", "2", "--intermediate", "48", "--out-hidden", "16",
+            "--window", "56", "--fullatt", "1", "--frames", "4", "--size", "56", "84", "--batch", "2",
+            "--warmup", "1", "--iters", "2", "--json", str(tmp_path / "bench.json")]
+    result = bench.main(args)
+    assert result["tokens"] == 2 * 2 * 4 * 6
+    # 2×3 merged units per frame in windows of 2×2 units: one 16-token and one 8-token window per frame.
+    assert dict(result["window_groups"]) == {16: 4, 8: 4}
+    assert result["max_abs_diff"] < TOL
+    assert result["stock_frames_per_s"] > 0 and result["fast_frames_per_s"] > 0
+    assert json.loads((tmp_path / "bench.json").read_text())["speedup"] == pytest.approx(result["speedup"])
