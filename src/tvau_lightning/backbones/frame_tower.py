@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,7 +31,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tvau_lightning.atomic import atomic_path
 from tvau_lightning.backbones.base import (
     BackboneAdapter,
     BackboneConfig,
@@ -52,16 +50,6 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-#: processor files copied next to a merged/saved model so that it preprocesses and chats as the original
-PROCESSOR_FILES = (
-    "preprocessor_config.json",
-    "video_preprocessor_config.json",
-    "processor_config.json",
-    "chat_template.json",
-    "chat_template.jinja",
-)
-
 
 class _DropLoadReport(logging.Filter):
     """Hide transformers' load report of a vision-only load (it lists every skipped LLM tensor)."""
@@ -130,7 +118,6 @@ class FrameTowerAdapter(BackboneAdapter):
         vision_only: bool,
         image_mean: Sequence[float] | None = None,
         image_std: Sequence[float] | None = None,
-        source_dir: str | Path | None = None,
     ) -> None:
         super().__init__(model, tokenizer, config, vision_only=vision_only)
         self.register_buffer(
@@ -141,7 +128,6 @@ class FrameTowerAdapter(BackboneAdapter):
             "pixel_std", torch.tensor(list(image_std or self.default_std), dtype=torch.float32).view(3, 1, 1),
             persistent=False,
         )
-        self.source_dir = Path(source_dir) if source_dir is not None else None
         if config.visual_token_pool < 1:
             raise BackboneError(f"visual_token_pool must be ≥ 1, got {config.visual_token_pool}")
         if config.max_frames is not None and config.max_frames < 1:
@@ -203,6 +189,13 @@ class FrameTowerAdapter(BackboneAdapter):
                 f"the weights in {model_dir} lack {len(missing)} tensors the {cls.family} model needs "
                 f"(first: {', '.join(missing[:4])}); the checkpoint is incomplete or of another architecture"
             )
+        tokenizer_files = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
+        if not any((model_dir / f).is_file() for f in tokenizer_files):
+            # transformers would silently build an empty tokenizer here
+            raise BackboneError(
+                f"{model_dir} has no tokenizer files ({', '.join(tokenizer_files)}); copy the tokenizer of the "
+                "checkpoint into the folder (tokenizer.save_pretrained) or re-download it"
+            )
         try:
             tokenizer = AutoTokenizer.from_pretrained(
                 str(model_dir), local_files_only=True, trust_remote_code=config.trust_remote_code
@@ -212,10 +205,16 @@ class FrameTowerAdapter(BackboneAdapter):
                 f"cannot load the tokenizer from {model_dir} ({err}); the folder needs tokenizer.json or the "
                 "tokenizer files saved with the model"
             ) from err
+        image_id = int(hf_config.image_token_id)
+        if tokenizer.convert_tokens_to_ids(cls.image_token) != image_id:
+            raise BackboneError(
+                f"the tokenizer in {model_dir} maps {cls.image_token!r} to "
+                f"{tokenizer.convert_tokens_to_ids(cls.image_token)}, but the model config reserves id {image_id} "
+                "for it; the tokenizer files do not belong to this checkpoint"
+            )
         mean, std = cls._read_normalization(model_dir)
         model.eval()
-        adapter = cls(model, tokenizer, config, vision_only=vision_only, image_mean=mean, image_std=std,
-                      source_dir=model_dir)
+        adapter = cls(model, tokenizer, config, vision_only=vision_only, image_mean=mean, image_std=std)
         if device is not None:
             adapter.to(device)
         return adapter
@@ -237,17 +236,6 @@ class FrameTowerAdapter(BackboneAdapter):
                     raise BackboneError(f"{path}: image_mean/image_std must have 3 values, got {mean} / {std}")
                 return tuple(float(v) for v in mean), tuple(float(v) for v in std)
         return cls.default_mean, cls.default_std
-
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """The model + tokenizer, plus the source folder's processor files (normalisation, chat template)."""
-        directory = super().save_pretrained(directory)
-        if self.source_dir is not None and self.source_dir.resolve() != directory.resolve():
-            for name in PROCESSOR_FILES:
-                src = self.source_dir / name
-                if src.is_file() and not (directory / name).exists():
-                    with atomic_path(directory / name) as tmp:
-                        shutil.copyfile(src, tmp)
-        return directory
 
     # ---- structure -------------------------------------------------------------------------------
 
@@ -329,7 +317,9 @@ class FrameTowerAdapter(BackboneAdapter):
 
     # ---- vision ----------------------------------------------------------------------------------
 
-    def preprocess_video(self, frames: torch.Tensor, fps: Any = None) -> VideoInputs:
+    def preprocess_video(
+        self, frames: torch.Tensor, *, fps: float | Sequence[float] | torch.Tensor | None = None
+    ) -> VideoInputs:
         """uint8 clips ``(B, T, H, W, 3)`` or ``(T, H, W, 3)`` → normalised frames ``(B·T, 3, S_h, S_w)``.
 
         Each frame is resized to :attr:`input_size` (antialiased bicubic, clamped to [0, 1]) and normalised

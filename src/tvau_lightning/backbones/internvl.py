@@ -13,10 +13,11 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
+from torch import nn
 from transformers import InternVLConfig, InternVLForConditionalGeneration, InternVLModel
 
 from tvau_lightning.backbones.base import BackboneError, ChatFormat, VideoInputs, _Segment, register_adapter
-from tvau_lightning.backbones.frame_tower import IMAGENET_MEAN, IMAGENET_STD, FrameTowerAdapter
+from tvau_lightning.backbones.frame_tower import IMAGENET_MEAN, IMAGENET_STD, FrameTowerAdapter, _pair
 
 
 @register_adapter
@@ -103,58 +104,87 @@ class InternVLAdapter(FrameTowerAdapter):
 
     @classmethod
     def tiny_special_tokens(cls) -> dict[str, Any]:
-        """Special tokens of a tiny InternVL tokenizer (Qwen2 markup + InternVL image markers)."""
+        """Qwen2 chat markup + InternVL's image markers (``<img>``, ``</img>``, ``<IMG_CONTEXT>``, ``<video>``)."""
         return {
             "eos_token": "<|im_end|>",
             "pad_token": "<|endoftext|>",
-            "additional_special_tokens": [
-                "<|im_start|>", "<|im_end|>", "<|endoftext|>",
-                cls.start_image_token, cls.end_image_token, cls.image_token, "<video>",
-            ],
+            "additional_special_tokens": list(_TINY_SPECIAL_TOKENS),
         }
 
     @classmethod
     def tiny_config(cls, tokenizer: Any, **overrides: Any) -> InternVLConfig:
-        """A tiny InternVL3-structured config: 4 InternViT blocks of width 32 on 32×32 frames with 4×4
-        patches (an 8×8 grid → 16 LLM tokens per frame after the 2×2 shuffle), a 2-layer Qwen2 of width 64.
-
-        ``overrides``: ``image_size``, ``patch_size``, ``vision_layers``, ``vision_hidden``, ``text_layers``,
-        ``text_hidden``, ``max_position_embeddings``.
-        """
-        vocab = len(tokenizer)
-        image_size = int(overrides.pop("image_size", 32))
-        patch = int(overrides.pop("patch_size", 4))
-        v_hidden = int(overrides.pop("vision_hidden", 32))
-        t_hidden = int(overrides.pop("text_hidden", 64))
-        vision = {
-            "hidden_size": v_hidden,
-            "num_hidden_layers": int(overrides.pop("vision_layers", 4)),
-            "num_attention_heads": 2,
-            "intermediate_size": 2 * v_hidden,
-            "image_size": [image_size, image_size],
-            "patch_size": [patch, patch],
-        }
-        text = {
-            "model_type": "qwen2",
-            "hidden_size": t_hidden,
-            "num_hidden_layers": int(overrides.pop("text_layers", 2)),
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
-            "intermediate_size": 2 * t_hidden,
-            "vocab_size": vocab,
-            "max_position_embeddings": int(overrides.pop("max_position_embeddings", 2048)),
-            "tie_word_embeddings": True,
-            "eos_token_id": tokenizer.convert_tokens_to_ids("<|im_end|>"),
-            "pad_token_id": tokenizer.pad_token_id,
-        }
-        if overrides:
-            raise TypeError(f"unknown tiny InternVL overrides: {', '.join(sorted(overrides))}")
-        grid = image_size // patch
+        """An InternVL3-structured config with :data:`TINY_INTERNVL_SETTINGS` (+ ``overrides``): 4 InternViT
+        blocks of width 32 on 32×32 frames with 4-px patches (an 8×8 feature grid, 4×4 = 16 LLM tokens per
+        frame after the 2×2 shuffle; the released model: 24 blocks, 448², 14-px patches, 256 tokens) and a
+        2-layer Qwen2 of width 64."""
+        unknown = sorted(set(overrides) - set(TINY_INTERNVL_SETTINGS))
+        if unknown:
+            raise TypeError(f"unknown tiny internvl settings {unknown}; known: {sorted(TINY_INTERNVL_SETTINGS)}")
+        s = {**TINY_INTERNVL_SETTINGS, **overrides}
         return InternVLConfig(
-            vision_config=vision,
-            text_config=text,
-            image_token_id=tokenizer.convert_tokens_to_ids(cls.image_token),
-            image_seq_length=(grid // 2) ** 2,
+            vision_config={
+                "hidden_size": s["vision_hidden_size"],
+                "num_hidden_layers": s["vision_layers"],
+                "num_attention_heads": s["vision_heads"],
+                "intermediate_size": s["vision_intermediate_size"],
+                "image_size": [s["image_size"], s["image_size"]],
+                "patch_size": [s["patch_size"], s["patch_size"]],
+                "initializer_range": s["initializer_range"],
+            },
+            text_config={
+                "model_type": "qwen2",
+                "vocab_size": len(tokenizer),
+                "hidden_size": s["text_hidden_size"],
+                "intermediate_size": s["text_intermediate_size"],
+                "num_hidden_layers": s["text_layers"],
+                "num_attention_heads": s["text_heads"],
+                "num_key_value_heads": s["text_kv_heads"],
+                "max_position_embeddings": s["max_position_embeddings"],
+                "initializer_range": s["initializer_range"],
+                "tie_word_embeddings": True,
+                "bos_token_id": None,
+                "eos_token_id": int(tokenizer.convert_tokens_to_ids("<|im_end|>")),
+                "pad_token_id": int(tokenizer.pad_token_id),
+            },
+            image_token_id=int(tokenizer.convert_tokens_to_ids(cls.image_token)),
+            image_seq_length=(s["image_size"] // s["patch_size"] // 2) ** 2,
             downsample_ratio=0.5,
+            vision_feature_layer=-1,
+            vision_feature_select_strategy="default",
             tie_word_embeddings=True,
         )
+
+    @classmethod
+    def tiny_processor_files(cls, model: nn.Module) -> dict[str, dict[str, Any]]:
+        size = _pair(model.config.vision_config.image_size)
+        return {
+            "preprocessor_config.json": {
+                "image_mean": list(IMAGENET_MEAN),
+                "image_std": list(IMAGENET_STD),
+                "size": {"height": size[0], "width": size[1]},
+                "do_normalize": True,
+                "do_rescale": True,
+                "rescale_factor": 1.0 / 255.0,
+            }
+        }
+
+
+_TINY_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>")
+
+#: settings of the tiny random model (``build_tiny_backbone("internvl", **overrides)``)
+TINY_INTERNVL_SETTINGS: dict[str, Any] = {
+    "image_size": 32,  # the released model: 448
+    "patch_size": 4,  # the released model: 14
+    "vision_layers": 4,
+    "vision_hidden_size": 32,
+    "vision_heads": 2,
+    "vision_intermediate_size": 64,
+    "text_hidden_size": 64,
+    "text_layers": 2,
+    "text_heads": 4,
+    "text_kv_heads": 2,
+    "text_intermediate_size": 128,
+    "max_position_embeddings": 4096,
+    "initializer_range": 0.1,  # larger than the usual 0.02 so greedy decoding has clear winners
+}
+

@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
+from torch import nn
 from transformers import (
     LlavaConfig,
     LlavaForConditionalGeneration,
@@ -96,53 +97,104 @@ class _LlavaFamily(FrameTowerAdapter):
             assistant_suffix=self.tokenizer.eos_token or "</s>",
         )
 
+    # ---- tiny models -----------------------------------------------------------------------------
+
+    #: text model type of the tiny model
+    tiny_text_model_type: ClassVar[str] = "llama"
+
     @classmethod
     def tiny_special_tokens(cls) -> dict[str, Any]:
-        """Special tokens of a tiny Llama/Mistral-style tokenizer with LLaVA's ``<image>``."""
+        """A Llama/Mistral-style special-token set (``<unk> <s> </s> <pad>``) plus LLaVA's ``<image>``."""
         return {
             "bos_token": "<s>",
             "eos_token": "</s>",
             "unk_token": "<unk>",
             "pad_token": "<pad>",
-            "additional_special_tokens": ["<s>", "</s>", "<unk>", "<pad>", cls.image_token],
+            "additional_special_tokens": ["<unk>", "<s>", "</s>", "<pad>", cls.image_token],
         }
 
     @classmethod
-    def _tiny_parts(cls, tokenizer: Any, text_type: str, overrides: dict[str, Any]) -> tuple[dict, dict, dict]:
-        image_size = int(overrides.pop("image_size", 32))
-        patch = int(overrides.pop("patch_size", 4))
-        v_hidden = int(overrides.pop("vision_hidden", 32))
-        t_hidden = int(overrides.pop("text_hidden", 64))
+    def tiny_config(cls, tokenizer: Any, **overrides: Any) -> Any:
+        """A LLaVA config with :data:`TINY_LLAVA_SETTINGS` (+ ``overrides``): 4 CLIP blocks of width 32 on
+        32×32 frames with 4-px patches (an 8×8 grid = 64 LLM tokens per frame; the released towers: 24 blocks,
+        336², 14-px patches → 576) and a 2-layer Llama (LLaVA-1.5) or Mistral (NeXT) of width 64 with
+        LLaVA-1.5's 4,096 positions. LLM tokens come from block −2 with the CLS dropped, as released."""
+        unknown = sorted(set(overrides) - set(TINY_LLAVA_SETTINGS))
+        if unknown:
+            raise TypeError(f"unknown tiny {cls.family} settings {unknown}; known: {sorted(TINY_LLAVA_SETTINGS)}")
+        s = {**TINY_LLAVA_SETTINGS, **overrides}
         vision = {
             "model_type": "clip_vision_model",
-            "hidden_size": v_hidden,
-            "num_hidden_layers": int(overrides.pop("vision_layers", 4)),
-            "num_attention_heads": 2,
-            "intermediate_size": 2 * v_hidden,
-            "image_size": image_size,
-            "patch_size": patch,
-            "projection_dim": v_hidden,
+            "hidden_size": s["vision_hidden_size"],
+            "num_hidden_layers": s["vision_layers"],
+            "num_attention_heads": s["vision_heads"],
+            "intermediate_size": s["vision_intermediate_size"],
+            "image_size": s["image_size"],
+            "patch_size": s["patch_size"],
+            "projection_dim": s["vision_hidden_size"],
+            "initializer_range": s["initializer_range"],
         }
         text = {
-            "model_type": text_type,
-            "hidden_size": t_hidden,
-            "num_hidden_layers": int(overrides.pop("text_layers", 2)),
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
-            "intermediate_size": 2 * t_hidden,
+            "model_type": cls.tiny_text_model_type,
             "vocab_size": len(tokenizer),
-            "max_position_embeddings": int(overrides.pop("max_position_embeddings", 2048)),
-            "bos_token_id": tokenizer.bos_token_id,
-            "eos_token_id": tokenizer.eos_token_id,
-            "pad_token_id": tokenizer.pad_token_id,
+            "hidden_size": s["text_hidden_size"],
+            "intermediate_size": s["text_intermediate_size"],
+            "num_hidden_layers": s["text_layers"],
+            "num_attention_heads": s["text_heads"],
+            "num_key_value_heads": s["text_kv_heads"],
+            "max_position_embeddings": s["max_position_embeddings"],
+            "initializer_range": s["initializer_range"],
+            "bos_token_id": int(tokenizer.bos_token_id),
+            "eos_token_id": int(tokenizer.eos_token_id),
+            "pad_token_id": int(tokenizer.pad_token_id),
         }
-        extra = {
-            "image_token_index": tokenizer.convert_tokens_to_ids(cls.image_token),
-            "image_seq_length": (image_size // patch) ** 2,
+        common = {
+            "vision_config": vision,
+            "text_config": text,
+            "image_token_index": int(tokenizer.convert_tokens_to_ids(cls.image_token)),
+            "image_seq_length": (s["image_size"] // s["patch_size"]) ** 2,
+            "vision_feature_layer": -2,
+            "vision_feature_select_strategy": "default",
+            "projector_hidden_act": "gelu",
         }
-        if overrides:
-            raise TypeError(f"unknown tiny {cls.family} overrides: {', '.join(sorted(overrides))}")
-        return vision, text, extra
+        return cls._tiny_config(common, s)
+
+    @classmethod
+    def _tiny_config(cls, common: dict[str, Any], settings: dict[str, Any]) -> Any:
+        return cls.config_class(**common)
+
+    @classmethod
+    def tiny_processor_files(cls, model: nn.Module) -> dict[str, dict[str, Any]]:
+        size = int(model.config.vision_config.image_size)
+        return {
+            "preprocessor_config.json": {
+                "image_mean": list(CLIP_MEAN),
+                "image_std": list(CLIP_STD),
+                "size": {"shortest_edge": size},
+                "crop_size": {"height": size, "width": size},
+                "do_normalize": True,
+                "do_rescale": True,
+                "rescale_factor": 1.0 / 255.0,
+            }
+        }
+
+
+#: settings of the tiny random LLaVA models (``build_tiny_backbone("llava" | "llava_next", **overrides)``)
+TINY_LLAVA_SETTINGS: dict[str, Any] = {
+    "image_size": 32,  # the released towers: 336
+    "patch_size": 4,  # the released towers: 14
+    "vision_layers": 4,
+    "vision_hidden_size": 32,
+    "vision_heads": 2,
+    "vision_intermediate_size": 64,
+    "text_hidden_size": 64,
+    "text_layers": 2,
+    "text_heads": 4,
+    "text_kv_heads": 2,
+    "text_intermediate_size": 128,
+    "max_position_embeddings": 4096,  # LLaVA-1.5's context
+    "initializer_range": 0.1,  # larger than the usual 0.02 so greedy decoding has clear winners
+}
 
 
 @register_adapter
@@ -160,14 +212,6 @@ class LlavaAdapter(_LlavaFamily):
     def chat_format(self) -> ChatFormat:
         """LLaVA-1.5 (Vicuna v1): ``<s>{system} USER: <image>…\\n{question} ASSISTANT: {answer}</s>``."""
         return self._vicuna_format()
-
-    @classmethod
-    def tiny_config(cls, tokenizer: Any, **overrides: Any) -> LlavaConfig:
-        """A tiny LLaVA-1.5-structured config: 4 CLIP blocks of width 32 on 32×32 frames with 4×4 patches
-        (8×8 = 64 tokens per frame), a 2-layer Llama of width 64. Overrides as in the InternVL tiny config."""
-        vision, text, extra = cls._tiny_parts(tokenizer, "llama", dict(overrides))
-        return LlavaConfig(vision_config=vision, text_config=text, vision_feature_layer=-2,
-                           vision_feature_select_strategy="default", **extra)
 
 
 @register_adapter
@@ -204,23 +248,10 @@ class LlavaNextAdapter(_LlavaFamily):
             assistant_suffix="<|im_end|>\n",
         )
 
-    @classmethod
-    def tiny_special_tokens(cls) -> dict[str, Any]:
-        tokens = super().tiny_special_tokens()
-        tokens["additional_special_tokens"] = [*tokens["additional_special_tokens"], "[INST]", "[/INST]"]
-        return tokens
+    tiny_text_model_type: ClassVar[str] = "mistral"
 
     @classmethod
-    def tiny_config(cls, tokenizer: Any, **overrides: Any) -> LlavaNextConfig:
-        """A tiny LLaVA-NeXT (Mistral) config: as the tiny LLaVA, Mistral text model, and any-res grid
-        pinpoints of 1×1 … 2×2 tiles (used only by the stock image path the tests compare against)."""
-        vision, text, extra = cls._tiny_parts(tokenizer, "mistral", dict(overrides))
-        s = vision["image_size"]
-        return LlavaNextConfig(
-            vision_config=vision,
-            text_config=text,
-            vision_feature_layer=-2,
-            vision_feature_select_strategy="default",
-            image_grid_pinpoints=[[s, s], [s, 2 * s], [2 * s, s], [2 * s, 2 * s]],
-            **extra,
-        )
+    def _tiny_config(cls, common: dict[str, Any], settings: dict[str, Any]) -> Any:
+        # any-res pinpoints of 1×1 … 2×2 tiles: used only by the stock image path the tests compare with
+        s = settings["image_size"]
+        return cls.config_class(**common, image_grid_pinpoints=[[s, s], [s, 2 * s], [2 * s, s], [2 * s, 2 * s]])

@@ -1,0 +1,397 @@
+"""Behaviour shared by the per-frame towers (InternVL, LLaVA-1.5, LLaVA-NeXT) on tiny random backbones.
+
+Family-specific checks (stock token paths, chat text, context limits) are in test_internvl.py and
+test_llava.py; this file checks what every per-frame family must get right the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from tvau_lightning.backbones.base import (
+    IGNORE_INDEX,
+    BackboneConfig,
+    BackboneError,
+    LoRASettings,
+    VideoInputs,
+    load_backbone,
+)
+from tvau_lightning.backbones.frame_tower import FrameTowerAdapter, pool_token_grid
+from tvau_lightning.backbones.internvl import InternVLAdapter
+from tvau_lightning.data.dialogue_schema import Turn
+
+FRAME_FAMILIES = ["internvl", "llava", "llava_next"]
+ATOL = 1e-5
+
+
+def load(folder: Path, **overrides) -> FrameTowerAdapter:
+    return load_backbone(str(folder), dtype="float32", **overrides)
+
+
+def clips(batch: int, frames: int, size: tuple[int, int], seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (batch, frames, *size, 3), dtype=torch.uint8, generator=g)
+
+
+def single(video: VideoInputs, b: int) -> VideoInputs:
+    t = video.num_frames
+    return VideoInputs(video.pixel_values[b * t:(b + 1) * t], video.grid, t, 1)
+
+
+DIALOGUES = [
+    [Turn("user", "Is there any anomaly in this video?"), Turn("assistant", "Yes.", "yesno"),
+     Turn("user", "Who is it?"), Turn("assistant", "a person running left", "target")],
+    [Turn("user", "Is there an anomaly?"), Turn("assistant", "No.", "yesno")],
+]
+
+
+# ------------------------------------------------------------------------------------------------- vision
+
+
+@pytest.mark.parametrize("family", FRAME_FAMILIES)
+def test_shapes_and_grid(family, tiny_backbone_dir):
+    bb = load(tiny_backbone_dir(family))
+    video = bb.preprocess_video(clips(2, 3, (40, 52)))
+    s = bb.input_size
+    p = bb.patch_size[0]
+    assert video.pixel_values.shape == (6, 3, *s)
+    assert video.grid == (3, s[0] // p, s[1] // p) == bb.feature_grid(3, (40, 52))
+    assert bb.temporal_patch_size == 1
+    out = bb.encode_video(video)
+    assert sorted(out.layer_features) == bb.layers == bb.default_layers
+    for f in out.layer_features.values():
+        assert f.shape == (2, *video.grid, bb.vision_hidden_size)
+    assert out.visual_tokens.shape == (2, bb.visual_tokens_per_clip(video), bb.text_hidden_size)
+    assert bb.encode_video(video, [1], visual_tokens=False).visual_tokens is None
+
+
+@pytest.mark.parametrize("family", FRAME_FAMILIES)
+def test_layer_features_are_the_stock_hidden_states_without_cls(family, tiny_backbone_dir):
+    bb = load(tiny_backbone_dir(family))
+    video = bb.preprocess_video(clips(2, 2, bb.input_size, seed=1))
+    layers = list(range(1, bb.num_vision_layers + 1))
+    ours = bb.encode_video(video, layers, visual_tokens=False).layer_features
+    hidden = bb.core.vision_tower(video.pixel_values, output_hidden_states=True).hidden_states
+    t, h, w = video.grid
+    for i in layers:
+        expected = torch.empty_like(ours[i])
+        for b in range(2):
+            for ti in range(t):
+                for r in range(h):
+                    for c in range(w):
+                        expected[b, ti, r, c] = hidden[i][b * t + ti, 1 + r * w + c]  # token 0 is CLS
+        torch.testing.assert_close(ours[i], expected, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("family", FRAME_FAMILIES)
+def test_spatial_order(family, tiny_backbone_dir):
+    """Perturb one patch-aligned region of one frame: layer 1 changes most at exactly that (t, h, w)."""
+    bb = load(tiny_backbone_dir(family))
+    size = bb.input_size  # frames already at the tower size: the resize is the identity
+    p = bb.patch_size[0]
+    base = torch.full((1, 3, *size, 3), 120, dtype=torch.uint8)
+    t0, r0, c0 = 1, 2, 5  # off-diagonal, so a transposed grid fails
+    moved = base.clone()
+    g = torch.Generator().manual_seed(3)
+    moved[0, t0, r0 * p:(r0 + 1) * p, c0 * p:(c0 + 1) * p] = torch.randint(0, 256, (p, p, 3), dtype=torch.uint8,
+                                                                             generator=g)
+    a = bb.encode_video(bb.preprocess_video(base), [1], visual_tokens=False).layer_features[1]
+    b = bb.encode_video(bb.preprocess_video(moved), [1], visual_tokens=False).layer_features[1]
+    change = (a - b).norm(dim=-1)[0]  # (T, H', W')
+    assert tuple(int(i) for i in torch.unravel_index(change.argmax(), change.shape)) == (t0, r0, c0)
+
+
+@pytest.mark.parametrize("family", FRAME_FAMILIES)
+def test_visual_token_pool_averages_each_frame_grid(family, tiny_backbone_dir):
+    folder = tiny_backbone_dir(family)
+    full, pooled = load(folder), load(folder, visual_token_pool=2)
+    video = full.preprocess_video(clips(1, 2, full.input_size, seed=4))
+    a = full.encode_video(video, [1]).visual_tokens
+    b = pooled.encode_video(video, [1]).visual_tokens
+    h, w = full.token_grid()
+    d = a.shape[-1]
+    expected = a.reshape(2, h // 2, 2, w // 2, 2, d).mean(dim=(2, 4)).reshape(1, -1, d)
+    torch.testing.assert_close(b, expected, atol=ATOL, rtol=ATOL)
+    assert pooled.visual_tokens_per_clip(video) == b.shape[1] == 2 * (h // 2) * (w // 2)
+    dialogue = pooled.build_dialogue_inputs(DIALOGUES[:1], video=video)
+    assert int(dialogue.visual_mask.sum()) == b.shape[1]
+
+
+def test_pool_token_grid_with_ragged_edges():
+    """A 5×3 grid pooled by 2: edge windows average only the cells they cover."""
+    tokens = torch.arange(15, dtype=torch.float32).reshape(1, 15, 1)
+    out = pool_token_grid(tokens, (5, 3), 2).flatten().tolist()
+    grid = torch.arange(15, dtype=torch.float32).reshape(5, 3)
+    expected = [float(grid[r:r + 2, c:c + 2].mean()) for r in range(0, 5, 2) for c in range(0, 3, 2)]
+    assert out == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("family", FRAME_FAMILIES)
+def test_vision_only_load_has_no_decoder_layers_and_same_features(family, tiny_backbone_dir):
+    folder = tiny_backbone_dir(family)
+    full, vision = load(folder), load(folder, vision_only=True)
+    names = [n for n, _ in vision.model.named_parameters()]
+    assert not [n for n in names if "language_model.layers" in n or "lm_head" in n]
+    assert len(vision.core.language_model.layers) == 0
+    kept = sum(p.numel() for n, p in full.model.named_parameters()
+               if not n.startswith(("model.language_model.layers.", "lm_head.")))
+    assert sum(p.numel() for p in vision.model.parameters()) == kept
+    video = full.preprocess_video(clips(1, 2, (40, 40), seed=5))
+    a, b = full.encode_video(video), vision.encode_video(video)
+    for i in full.layers:
+        torch.testing.assert_close(a.layer_features[i], b.layer_features[i], atol=0, rtol=0)
+    torch.testing.assert_close(a.visual_tokens, b.visual_tokens, atol=0, rtol=0)
+    sentences = ["a person running", "an empty street at night"]
+    torch.testing.assert_close(full.embed_text(sentences), vision.embed_text(sentences), atol=0, rtol=0)
+    with pytest.raises(BackboneError, match="vision_only"):
+        vision.forward_dialogue(vision.build_dialogue_inputs(DIALOGUES[:1]), torch.zeros(1, 1, 1))
+    with pytest.raises(BackboneError, match="vision_only"):
+        vision.apply_lora(LoRASettings())
+
+
+@pytest.mark.parametrize("family", FRAME_FAMILIES)
+def test_preprocess_budgets_and_errors(family, tiny_backbone_dir):
+    folder = tiny_backbone_dir(family)
+    bb = load(folder, max_frames=2)
+    with pytest.raises(BackboneError, match="3 frames but the backbone's max_frames is 2"):
+        bb.preprocess_video(clips(1, 3, (32, 32)))
+    assert bb.preprocess_video(clips(1, 2, (32, 32))).grid[0] == 2
+    with pytest.raises(BackboneError, match="uint8"):
+        bb.preprocess_video(clips(1, 2, (32, 32)).float())
+    with pytest.raises(BackboneError, match="input_size"):
+        load(folder, input_size=(30, 30))
+    with pytest.raises(BackboneError, match="visual_token_pool"):
+        load(folder, visual_token_pool=0)
+
+
+# ------------------------------------------------------------------------------------------------- text
+
+
+@pytest.mark.parametrize("family", FRAME_FAMILIES)
+def test_embed_text_is_the_mean_of_input_embeddings(family, tiny_backbone_dir):
+    bb = load(tiny_backbone_dir(family))
+    sentences = ["a person jumping over a fence", "normal"]
+    table = bb.model.get_input_embeddings().weight
+    expected = torch.stack([table[bb.tokenizer(s, add_special_tokens=False)["input_ids"]].mean(0) for s in sentences])
+    torch.testing.assert_close(bb.embed_text(sentences), expected, atol=ATOL, rtol=ATOL)
+    hidden = bb.embed_text(sentences, mode="hidden_states")
+    assert hidden.shape == expected.shape and not torch.allclose(hidden, expected)
+
+
+@pytest.mark.parametrize("family", FRAME_FAMILIES)
+def test_labels_only_on_assistant_turns(family, tiny_backbone_dir):
+    bb = load(tiny_backbone_dir(family))
+    video = bb.preprocess_video(clips(2, 2, (32, 32)))
+    inputs = bb.build_dialogue_inputs(DIALOGUES, video=video, num_prompt_tokens=4)
+    suffix = bb.chat_format.assistant_suffix
+    n_vis = bb.visual_tokens_per_clip(video)
+    for row, turns in enumerate(DIALOGUES):
+        labelled = inputs.labels[row][inputs.labels[row] != IGNORE_INDEX]
+        answers = "".join(t.content + suffix for t in turns if t.role == "assistant")
+        assert bb.tokenizer.decode(labelled) == answers
+        assert torch.equal(labelled, inputs.input_ids[row][inputs.labels[row] != IGNORE_INDEX])
+        assert int(inputs.visual_mask[row].sum()) == n_vis
+        assert int(inputs.prompt_mask[row].sum()) == 4
+        vis = inputs.visual_mask[row].nonzero().flatten()
+        prm = inputs.prompt_mask[row].nonzero().flatten()
+        assert vis.max() < prm.min()  # visual tokens, then the anomaly prompts
+        assert bool((inputs.input_ids[row][vis] == bb.image_token_id).all())
+    # right padding: real tokens first
+    lengths = inputs.attention_mask.sum(1)
+    assert int(lengths[0]) > int(lengths[1])
+    assert inputs.attention_mask[1, : int(lengths[1])].all() and not inputs.attention_mask[1, int(lengths[1]):].any()
+
+
+@pytest.mark.parametrize("family", FRAME_FAMILIES)
+def test_right_padded_training_batch_equals_per_sample(family, tiny_backbone_dir):
+    bb = load(tiny_backbone_dir(family))
+    video = bb.preprocess_video(clips(2, 2, (32, 32), seed=6))
+    tokens = bb.encode_video(video, [1]).visual_tokens
+    prompts = torch.randn(2, 3, bb.text_hidden_size, generator=torch.Generator().manual_seed(0))
+    batch = bb.build_dialogue_inputs(DIALOGUES, video=video, num_prompt_tokens=3, padding_side="right")
+    loss, logits = bb.forward_dialogue(batch, bb.embed_dialogue(batch, tokens, prompts))
+    assert loss is not None and torch.isfinite(loss)
+    total_nll, total_n = 0.0, 0
+    for b in range(2):
+        one = bb.build_dialogue_inputs(DIALOGUES[b:b + 1], video=single(video, b), num_prompt_tokens=3)
+        loss_b, logits_b = bb.forward_dialogue(one, bb.embed_dialogue(one, tokens[b:b + 1], prompts[b:b + 1]))
+        torch.testing.assert_close(logits[b, : logits_b.shape[1]], logits_b[0], atol=1e-4, rtol=1e-4)
+        n = int((one.labels[:, 1:] != IGNORE_INDEX).sum())
+        total_nll += loss_b.item() * n
+        total_n += n
+    assert loss.item() == pytest.approx(total_nll / total_n, rel=1e-4)
+
+
+@pytest.mark.parametrize("family", FRAME_FAMILIES)
+def test_left_padded_generation_batch_equals_per_sample(family, tiny_backbone_dir):
+    bb = load(tiny_backbone_dir(family))
+    video = bb.preprocess_video(clips(2, 2, (32, 32), seed=7))
+    tokens = bb.encode_video(video, [1]).visual_tokens
+    prompts = torch.randn(2, 3, bb.text_hidden_size, generator=torch.Generator().manual_seed(1))
+    asks = [DIALOGUES[0][:3], DIALOGUES[1][:1]]
+    batch = bb.build_dialogue_inputs(asks, video=video, num_prompt_tokens=3, add_generation_prompt=True,
+                                     padding_side="left")
+    assert not batch.attention_mask[:, -1].eq(0).any()  # left padding: every row ends with a real token
+    kwargs = {"do_sample": False, "max_new_tokens": 4, "output_scores": True, "return_dict_in_generate": True,
+              "pad_token_id": bb._placeholder_id, "eos_token_id": None}
+    out = bb.model.generate(inputs_embeds=bb.embed_dialogue(batch, tokens, prompts),
+                            attention_mask=batch.attention_mask, **kwargs)
+    for b in range(2):
+        one = bb.build_dialogue_inputs(asks[b:b + 1], video=single(video, b), num_prompt_tokens=3,
+                                       add_generation_prompt=True, padding_side="left")
+        ref = bb.model.generate(inputs_embeds=bb.embed_dialogue(one, tokens[b:b + 1], prompts[b:b + 1]),
+                                attention_mask=one.attention_mask, **kwargs)
+        assert out.sequences[b].tolist() == ref.sequences[0].tolist()
+        for step_batch, step_one in zip(out.scores, ref.scores):
+            torch.testing.assert_close(step_batch[b], step_one[0], atol=1e-4, rtol=1e-4)
+    texts = bb.generate(batch, bb.embed_dialogue(batch, tokens, prompts), max_new_tokens=3)
+    assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
+
+
+@pytest.mark.parametrize("family", FRAME_FAMILIES)
+def test_prompt_embeddings_change_only_later_logits(family, tiny_backbone_dir):
+    bb = load(tiny_backbone_dir(family))
+    video = bb.preprocess_video(clips(1, 2, (32, 32), seed=8))
+    tokens = bb.encode_video(video, [1]).visual_tokens
+    inputs = bb.build_dialogue_inputs(DIALOGUES[:1], video=video, num_prompt_tokens=2)
+    g = torch.Generator().manual_seed(2)
+    p1, p2 = (torch.randn(1, 2, bb.text_hidden_size, generator=g) for _ in range(2))
+    _, l1 = bb.forward_dialogue(inputs, bb.embed_dialogue(inputs, tokens, p1), compute_loss=False)
+    _, l2 = bb.forward_dialogue(inputs, bb.embed_dialogue(inputs, tokens, p2), compute_loss=False)
+    first = int(inputs.prompt_mask[0].nonzero().min())
+    torch.testing.assert_close(l1[0, :first], l2[0, :first], atol=1e-6, rtol=0)  # causal: earlier positions
+    assert (l1[0, first:] - l2[0, first:]).abs().amax() > 1e-4
+
+
+# ------------------------------------------------------------------------------------------------- LoRA
+
+
+def _randomize_lora(bb: FrameTowerAdapter, seed: int) -> None:
+    """LoRA B starts at zero (an identity adapter); give it values so equality checks mean something."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in bb.model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+
+
+def _logits(bb: FrameTowerAdapter, video: VideoInputs) -> torch.Tensor:
+    tokens = bb.encode_video(video, [1]).visual_tokens
+    inputs = bb.build_dialogue_inputs(DIALOGUES[:1], video=video)
+    with torch.no_grad():
+        return bb.forward_dialogue(inputs, bb.embed_dialogue(inputs, tokens), compute_loss=False)[1]
+
+
+@pytest.mark.parametrize("family", FRAME_FAMILIES)
+def test_lora_targets_the_language_model_only(family, tiny_backbone_dir):
+    bb = load(tiny_backbone_dir(family))
+    vision_qv = [n for n, _ in bb.core.vision_tower.named_modules() if n.endswith(("q_proj", "v_proj"))]
+    assert vision_qv, "the tower has q_proj/v_proj too — the regex must skip them"
+    bb.apply_lora(LoRASettings(rank=4, alpha=8, dropout=0.0))
+    bb.freeze()
+    trainable = [n for n, p in bb.model.named_parameters() if p.requires_grad]
+    n_layers = bb.num_language_layers
+    assert len(trainable) == n_layers * 2 * 2  # layers × (q, v) × (A, B)
+    assert all("language_model.layers." in n and ("q_proj" in n or "v_proj" in n) and "lora_" in n
+               for n in trainable)
+    for module in bb.vision_modules():
+        assert not any(p.requires_grad for p in module.parameters())
+        assert not any(hasattr(m, "lora_A") for m in module.modules())
+
+    last = load(tiny_backbone_dir(family))
+    last.apply_lora(LoRASettings(rank=4, alpha=8, dropout=0.0, last_n_layers=1))
+    wrapped = {n for n, m in last.model.named_modules() if hasattr(m, "lora_A") and not n.endswith("lora_A")}
+    assert wrapped and all(f"layers.{n_layers - 1}.self_attn" in n for n in wrapped)
+
+
+@pytest.mark.parametrize("family", FRAME_FAMILIES)
+def test_lora_save_load_merge_and_save_pretrained(family, tiny_backbone_dir, tmp_path):
+    folder = tiny_backbone_dir(family)
+    bb = load(folder)
+    video = bb.preprocess_video(clips(1, 2, (32, 32), seed=9))
+    plain = _logits(bb, video)
+    bb.apply_lora(LoRASettings(rank=4, alpha=8, dropout=0.0))
+    _randomize_lora(bb, seed=0)
+    bb.eval()
+    tuned = _logits(bb, video)
+    assert (tuned - plain).abs().amax() > 1e-3
+
+    adapter_dir = bb.save_lora(tmp_path / "lora")
+    saved = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    assert saved and all("lora_" in k for k in saved)
+    assert all("vision" not in k for k in saved)
+
+    fresh = load(folder)
+    fresh.load_lora(adapter_dir)
+    fresh.eval()
+    torch.testing.assert_close(_logits(fresh, video), tuned, atol=ATOL, rtol=ATOL)
+
+    bb.merge_lora()
+    assert not bb.has_lora and not any("lora_" in n for n, _ in bb.model.named_parameters())
+    torch.testing.assert_close(_logits(bb, video), tuned, atol=1e-4, rtol=1e-4)
+
+    merged_dir = bb.save_pretrained(tmp_path / "merged")
+    reloaded = load_backbone(str(merged_dir), dtype="float32")
+    assert type(reloaded) is type(bb)
+    torch.testing.assert_close(_logits(reloaded, video), tuned, atol=1e-4, rtol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------------- broken folders
+
+
+def _copy(folder: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "copy"
+    shutil.copytree(folder, out)
+    return out
+
+
+@pytest.mark.parametrize("family", FRAME_FAMILIES)
+def test_broken_folders_raise_clear_errors(family, tiny_backbone_dir, tmp_path):
+    folder = tiny_backbone_dir(family)
+
+    no_weights = _copy(folder, tmp_path / "a")
+    for f in no_weights.glob("*.safetensors"):
+        f.unlink()
+    with pytest.raises(BackboneError, match=r"cannot load the .* weights from .*copy"):
+        load(no_weights)
+
+    partial = _copy(folder, tmp_path / "b")
+    weights = next(partial.glob("*.safetensors"))
+    tensors = load_file(str(weights))
+    save_file({k: v for k, v in tensors.items() if "vision" not in k}, str(weights), metadata={"format": "pt"})
+    with pytest.raises(BackboneError, match="lack .* tensors"):
+        load(partial)
+
+    no_tokenizer = _copy(folder, tmp_path / "c")
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (no_tokenizer / name).unlink(missing_ok=True)
+    with pytest.raises(BackboneError, match="tokenizer"):
+        load(no_tokenizer)
+
+    bad_stats = _copy(folder, tmp_path / "d")
+    (bad_stats / "preprocessor_config.json").write_text(json.dumps({"image_mean": [0.5, 0.5], "image_std": [1, 1]}))
+    with pytest.raises(BackboneError, match="3 values"):
+        load(bad_stats)
+
+    if family != "internvl":
+        with pytest.raises(BackboneError, match="model_type"):
+            InternVLAdapter.from_pretrained(BackboneConfig(path=str(folder), dtype="float32"))
+
+
+@pytest.mark.parametrize("family", FRAME_FAMILIES)
+def test_preprocessor_statistics_are_read_and_saved(family, tiny_backbone_dir, tmp_path):
+    folder = _copy(tiny_backbone_dir(family), tmp_path)
+    (folder / "preprocessor_config.json").write_text(json.dumps({"image_mean": [0.1, 0.2, 0.3],
+                                                                 "image_std": [0.5, 0.25, 0.125]}))
+    bb = load(folder)
+    frame = torch.full((1, 1, *bb.input_size, 3), 51, dtype=torch.uint8)  # 0.2 everywhere
+    pixels = bb.preprocess_video(frame).pixel_values[0, :, 0, 0]
+    torch.testing.assert_close(pixels, torch.tensor([0.2, 0.0, -0.8]), atol=1e-5, rtol=0)
+    out = bb.save_pretrained(tmp_path / "saved")
+    assert json.loads((out / "preprocessor_config.json").read_text())["image_mean"] == [0.1, 0.2, 0.3]
