@@ -300,6 +300,8 @@ def test_user_errors(tower):
         FastQwen2_5VisionTower(torch.nn.Linear(2, 2))
     with pytest.raises(ValueError, match=r"expected window-ordered tokens of shape \(192, C\)"):
         window_order_to_grids(torch.zeros(10, 3), fast.plan(g, "cpu"))
+    with pytest.raises(ValueError, match="cu_seqlens must start at 0"):
+        AttentionLayout.from_cu_seqlens([4, 8], torch.device("cpu"))
 
 
 def test_plan_cache_is_bounded_and_reused(tower):

@@ -107,53 +107,39 @@ class AttentionLayout:
 
     @classmethod
     def from_cu_seqlens(cls, cu_seqlens: torch.Tensor | Sequence[int], device: torch.device) -> AttentionLayout:
-        """Group the segments ``[cu[i], cu[i+1])`` by length (empty segments are dropped)."""
+        """Group the segments ``[cu[i], cu[i+1])`` of a sequence by length (empty segments are dropped).
+
+        ``cu_seqlens`` ``(S + 1,)`` starts at 0 and ends at N, as the stock tower's ``cu_seqlens``.
+        """
         cu = [int(c) for c in (cu_seqlens.tolist() if isinstance(cu_seqlens, torch.Tensor) else cu_seqlens)]
+        if not cu or cu[0] != 0 or any(b < a for a, b in zip(cu[:-1], cu[1:])):
+            raise ValueError(f"cu_seqlens must start at 0 and never decrease, got {cu[:8]}…")
         starts_by_len: dict[int, list[int]] = {}
         for a, b in zip(cu[:-1], cu[1:]):
             if b > a:
                 starts_by_len.setdefault(b - a, []).append(a)
         groups: list[AttentionGroup] = []
-        for length, starts in starts_by_len.items():
-            contiguous = all(s1 - s0 == length for s0, s1 in zip(starts[:-1], starts[1:]))
-            if contiguous:
-                groups.append(AttentionGroup(length, len(starts), starts[0], None))
+        positions: list[torch.Tensor] = []  # each group's token positions, on the CPU
+        for length, starts in sorted(starts_by_len.items(), key=lambda item: item[1][0]):
+            st = torch.tensor(starts, dtype=torch.long)
+            pos = (st[:, None] + torch.arange(length)[None, :]).reshape(-1)
+            positions.append(pos)
+            if all(s1 - s0 == length for s0, s1 in zip(starts[:-1], starts[1:])):
+                groups.append(AttentionGroup(length, len(starts), starts[0], None))  # a contiguous run: slice
             else:
-                st = torch.tensor(starts, dtype=torch.long)
-                index = (st[:, None] + torch.arange(length)[None, :]).reshape(-1).to(device)
-                groups.append(AttentionGroup(length, len(starts), None, index))
-        num_tokens = cu[-1] - cu[0]
-        # Concatenation order of group outputs; identity when the groups are contiguous runs in order.
-        groups.sort(key=lambda g: g.start if g.start is not None else num_tokens)
-        in_order = all(g.start is not None for g in groups) and [g.start for g in groups] == list(
-            _running_starts(groups, cu[0])
-        )
+                groups.append(AttentionGroup(length, len(starts), None, pos.to(device)))
+        order = torch.cat(positions)
         inverse = None
-        if not in_order:
-            order = torch.cat([_group_positions(g) for g in groups])
+        if not torch.equal(order, torch.arange(cu[-1])):
             inverse = torch.empty_like(order)
-            inverse[order - cu[0]] = torch.arange(order.numel(), device=order.device)
+            inverse[order] = torch.arange(order.numel())
             inverse = inverse.to(device)
-        return cls(groups=tuple(groups), inverse=inverse, num_tokens=num_tokens)
+        return cls(groups=tuple(groups), inverse=inverse, num_tokens=cu[-1])
 
     @property
     def is_dense(self) -> bool:
         """One group covering the sequence in order: attention is a plain reshape, no gather/scatter."""
         return len(self.groups) == 1 and self.inverse is None
-
-
-def _running_starts(groups: Sequence[AttentionGroup], first: int) -> list[int]:
-    starts, pos = [], first
-    for g in groups:
-        starts.append(pos)
-        pos += g.num_tokens
-    return starts
-
-
-def _group_positions(group: AttentionGroup) -> torch.Tensor:
-    if group.start is not None:
-        return torch.arange(group.start, group.start + group.num_tokens)
-    return group.index.cpu()
 
 
 # --------------------------------------------------------------------------------------------------
