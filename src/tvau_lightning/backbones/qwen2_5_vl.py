@@ -196,37 +196,61 @@ class Qwen2_5_VLAdapter(BackboneAdapter):
 
         model_dir = resolve_model_dir(config.path, local_files_only=config.local_files_only)
         dtype = resolve_dtype(config.dtype, device)
-        common: dict[str, Any] = {
-            "local_files_only": config.local_files_only,
-            "trust_remote_code": config.trust_remote_code,
-        }
-        hf_config = AutoConfig.from_pretrained(str(model_dir), **common)
+        common: dict[str, Any] = {"local_files_only": True, "trust_remote_code": config.trust_remote_code}
+        try:
+            hf_config = AutoConfig.from_pretrained(str(model_dir), **common)
+        except Exception as err:  # noqa: BLE001 - re-raised with the folder
+            raise BackboneError(f"cannot read the model config in {model_dir} ({err})") from err
         if hf_config.model_type not in cls.model_types:
-            raise BackboneError(f"{model_dir} holds a {hf_config.model_type!r} model, not Qwen2.5-VL")
-        load_kwargs: dict[str, Any] = {**common, "dtype": dtype}
+            raise BackboneError(
+                f"{model_dir / 'config.json'} has model_type {hf_config.model_type!r}, but {cls.__name__} reads "
+                f"{', '.join(cls.model_types)}; use load_backbone() to pick the adapter from the folder"
+            )
+        load_kwargs: dict[str, Any] = {**common, "dtype": dtype, "output_loading_info": True}
         if config.attn_implementation:
             load_kwargs["attn_implementation"] = config.attn_implementation
         if device is not None:
             load_kwargs["device_map"] = {"": torch.device(device)}
         if vision_only:
-            text_cfg = hf_config.text_config
-            text_cfg.num_hidden_layers = 0
-            text_cfg.layer_types = []
-            with _transformers_log_level(logging.ERROR):  # every skipped decoder tensor is reported otherwise
-                model, info = Qwen2_5_VLModel.from_pretrained(
-                    str(model_dir), config=hf_config, output_loading_info=True, **load_kwargs
-                )
-            expected_unused = ("lm_head.", "language_model.layers.", "model.layers.")
-            unexpected = [k for k in info["unexpected_keys"] if not any(s in k for s in expected_unused)]
-            if info["missing_keys"] or unexpected:
-                raise BackboneError(
-                    f"{model_dir}: the vision-only load did not match the checkpoint (missing "
-                    f"{sorted(info['missing_keys'])[:5]}, unexpected {sorted(unexpected)[:5]}); is it a Qwen2.5-VL "
-                    "checkpoint?"
-                )
+            # no decoder layers and no LM head: their checkpoint tensors are skipped, never read
+            hf_config.text_config.num_hidden_layers = 0
+            hf_config.text_config.layer_types = []
+            model_class, skipped = Qwen2_5_VLModel, ("lm_head.", "language_model.layers.", "model.layers.")
         else:
-            model = Qwen2_5_VLForConditionalGeneration.from_pretrained(str(model_dir), config=hf_config, **load_kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(str(model_dir), **common)
+            model_class, skipped = Qwen2_5_VLForConditionalGeneration, ()
+        try:
+            with _transformers_log_level(logging.ERROR if vision_only else None):
+                model, info = model_class.from_pretrained(str(model_dir), config=hf_config, **load_kwargs)
+        except (OSError, ValueError, RuntimeError) as err:
+            raise BackboneError(
+                f"cannot load the Qwen2.5-VL weights from {model_dir} ({err}). The folder needs config.json and "
+                "the *.safetensors weights of a transformers-format checkpoint; re-download it if files are "
+                "missing or truncated."
+            ) from err
+        missing = sorted(info.get("missing_keys", []))
+        unexpected = sorted(k for k in info.get("unexpected_keys", []) if not any(s in k for s in skipped))
+        if missing or (vision_only and unexpected):
+            raise BackboneError(
+                f"the weights in {model_dir} do not match a Qwen2.5-VL model (missing {len(missing)} tensors, "
+                f"first: {missing[:4]}; unexpected: {unexpected[:4]}); the checkpoint is incomplete or of "
+                "another architecture"
+            )
+        tokenizer_files = ("tokenizer.json", "tokenizer_config.json", "vocab.json")
+        if not any((model_dir / f).is_file() for f in tokenizer_files):
+            raise BackboneError(
+                f"{model_dir} has no tokenizer files ({', '.join(tokenizer_files)}); copy the tokenizer of the "
+                "checkpoint into the folder (tokenizer.save_pretrained) or re-download it"
+            )
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(model_dir), **common)
+        except Exception as err:  # noqa: BLE001 - re-raised with the folder
+            raise BackboneError(f"cannot load the tokenizer from {model_dir} ({err})") from err
+        video_id = tokenizer.convert_tokens_to_ids("<|video_pad|>")
+        if video_id != int(hf_config.video_token_id):
+            raise BackboneError(
+                f"the tokenizer in {model_dir} maps '<|video_pad|>' to {video_id}, but the model config reserves "
+                f"id {hf_config.video_token_id} for it; the tokenizer files do not belong to this checkpoint"
+            )
         model.eval()
         resolved = BackboneConfig(**{**config.__dict__, "path": str(model_dir)})
         adapter = cls(model, tokenizer, resolved, vision_only=vision_only)
@@ -538,12 +562,14 @@ class Qwen2_5_VLAdapter(BackboneAdapter):
 
 
 @contextmanager
-def _transformers_log_level(level: int) -> Iterator[None]:
-    """Temporarily set the transformers log level (its load report lists every skipped tensor)."""
+def _transformers_log_level(level: int | None) -> Iterator[None]:
+    """Temporarily set the transformers log level (its load report lists every skipped tensor); ``None``
+    leaves it alone."""
     from transformers.utils import logging as hf_logging
 
     previous = hf_logging.get_verbosity()
-    hf_logging.set_verbosity(level)
+    if level is not None:
+        hf_logging.set_verbosity(level)
     try:
         yield
     finally:
