@@ -166,6 +166,8 @@ class FrameTowerAdapter(BackboneAdapter):
         }
         if config.attn_implementation:
             kwargs["attn_implementation"] = config.attn_implementation
+        if device is not None:  # load straight onto the device (no full copy in CPU memory first)
+            kwargs["device_map"] = {"": torch.device(device)}
         if vision_only:
             text_cfg = hf_config.text_config
             text_cfg.num_hidden_layers = 0
