@@ -103,13 +103,14 @@ def heatmap_to_detections(
     _check_volume("heatmap", heat, index)
     if not np.isfinite(heat).all():
         raise ValueError("heatmap contains NaN or infinite values")
+    size = _original_size(original_size)
     keep = index >= 0
     heat, index = heat[keep], index[keep]
     labels, t, cells = _component_boxes(heat > threshold)
     if len(t) == 0:
         return np.zeros((0, 6), dtype=np.float64)
     scores = np.asarray(ndimage.maximum(heat, labels, index=np.arange(1, len(t) + 1)), dtype=np.float64)
-    boxes = cells_to_pixels(cells[:, 0], cells[:, 1], cells[:, 2], cells[:, 3], heat.shape[1:], _original_size(original_size))
+    boxes = cells_to_pixels(cells[:, 0], cells[:, 1], cells[:, 2], cells[:, 3], heat.shape[1:], size)
     return np.column_stack([index[t], boxes, scores]).astype(np.float64)
 
 

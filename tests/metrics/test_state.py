@@ -1,0 +1,37 @@
+"""Stable video hashes and first-occurrence deduplication of metric rows."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+
+from tvau_lightning.metrics.state import OccurrenceCounter, first_occurrence_mask, video_hash, video_hashes
+
+
+def test_video_hash_is_stable_across_processes_and_int63():
+    names = ["abnormal_scene_1_scenario_1", "normal_scene_2_scenario_3_fog", "01_0014", ""]
+    here = [video_hash(n) for n in names]
+    # a fresh interpreter (a different PYTHONHASHSEED) gives the same values, unlike hash()
+    code = f"from tvau_lightning.metrics.state import video_hash; print([video_hash(n) for n in {names!r}])"
+    there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={"PYTHONHASHSEED": "123", "PATH": ""}).stdout.strip()
+    assert there == str(here)
+    assert all(0 <= h < 2**63 for h in here) and len(set(here)) == len(here)
+    assert video_hashes(names).tolist() == here
+
+
+def test_first_occurrence_keeps_all_rows_of_the_smallest_occurrence_per_key():
+    keys = np.array([[1, 0], [1, 0], [1, 0], [2, 5], [1, 1], [2, 5]])
+    occurrence = np.array([7, 7, 3, 9, 4, 8])
+    np.testing.assert_array_equal(first_occurrence_mask(keys, occurrence), [False, False, True, False, True, True])
+    assert first_occurrence_mask(np.zeros((0, 2), np.int64), np.zeros(0, np.int64)).shape == (0,)
+
+
+def test_occurrence_ids_are_unique_and_reset():
+    counter = OccurrenceCounter()
+    a, b = counter.take(3), counter.take(2)
+    assert len(set(np.concatenate([a, b]).tolist())) == 5
+    counter.reset()
+    np.testing.assert_array_equal(counter.take(1), a[:1])
