@@ -56,8 +56,9 @@ def test_synthetic_config_points_at_the_demo_data():
     assert init["root"] == "demo/data/ubnormal" and init["split_dir"] == "demo/data/ubnormal/scripts"
 
 
-def test_lightning_cli_accepts_the_data_config(synthetic_ubnormal, synthetic_shanghaitech):
+def test_lightning_cli_accepts_the_data_config(synthetic_ubnormal, synthetic_shanghaitech, monkeypatch):
     # as a user runs it: tvau fit --model … --data configs/data/….yaml --data.root …
+    monkeypatch.setattr("sys.argv", ["tvau"])  # pytest's own arguments are not the CLI's
     path = CONFIGS / "synthetic_ubnormal.yaml"
     cli = lightning_cli(
         ["--model", "lightning.pytorch.demos.boring_classes.BoringModel", "--data", str(path),
