@@ -107,6 +107,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.ddp
+@pytest.mark.filterwarnings("ignore:unpadded macro AUROC skipped")
 def test_two_gloo_processes_equal_one_process(tmp_path):
     samples = _samples()
     assert len(samples) % WORLD == 1  # the split needs padding: one sample is seen twice
