@@ -312,18 +312,22 @@ def test_vision_only_holds_tower_merger_and_embeddings_only(tiny_backbone_dir, q
     assert torch.equal(qwen.embed_text(["a person running"]), vision.embed_text(["a person running"]))
 
 
-def test_hub_layout_checkpoints_load_in_both_modes(tiny_backbone_dir, qwen, tmp_path):
-    """The released checkpoints predate transformers 5 (keys ``visual.*``, ``model.layers.*``)."""
+def test_both_checkpoint_key_layouts_load_in_both_modes(tiny_backbone_dir, qwen, tmp_path):
+    """The released checkpoints (and transformers 5's save_pretrained) use the legacy keys ``visual.*``,
+    ``model.layers.*``; the in-memory module layout is ``model.visual.*``, ``model.language_model.*``."""
     source = tiny_backbone_dir(FAMILY)
-    folder = tmp_path / "hub"
-    shutil.copytree(source, folder)
     state = load_file(str(source / "model.safetensors"))
-    legacy = {}
+    assert any(k.startswith("visual.") for k in state) and any(k.startswith("model.layers.") for k in state)
+    folder = tmp_path / "module_layout"
+    shutil.copytree(source, folder)
+    renamed = {}
     for key, value in state.items():
-        key = key.replace("model.visual.", "visual.", 1).replace("model.language_model.", "model.", 1)
-        legacy[key] = value
-    assert any(k.startswith("visual.") for k in legacy) and any(k.startswith("model.layers.") for k in legacy)
-    save_file(legacy, str(folder / "model.safetensors"), metadata={"format": "pt"})
+        if key.startswith("visual."):
+            key = "model." + key
+        elif key.startswith("model."):
+            key = "model.language_model." + key[len("model."):]
+        renamed[key] = value
+    save_file(renamed, str(folder / "model.safetensors"), metadata={"format": "pt"})
     video = qwen.preprocess_video(clips(1, 2, seed=11))
     ref = qwen.encode_video(video, [1])
     for vision_only in (False, True):

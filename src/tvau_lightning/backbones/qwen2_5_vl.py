@@ -216,6 +216,10 @@ class Qwen2_5_VLAdapter(BackboneAdapter):
             hf_config.text_config.num_hidden_layers = 0
             hf_config.text_config.layer_types = []
             model_class, skipped = Qwen2_5_VLModel, ("lm_head.", "language_model.layers.", "model.layers.")
+            # transformers maps the released (and its own save_pretrained's) keys `visual.*` / `model.*` onto
+            # Qwen2_5_VLModel, but files written by transformers 4.5x use the module names `model.visual.*` /
+            # `model.language_model.*`, which that mapping mistakes for language-model keys; strip them first
+            load_kwargs["key_mapping"] = {r"^model\.visual\.": "visual.", r"^model\.language_model\.": "language_model."}
         else:
             model_class, skipped = Qwen2_5_VLForConditionalGeneration, ()
         try:
