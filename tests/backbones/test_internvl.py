@@ -46,6 +46,16 @@ def shuffle_reference(grid: torch.Tensor) -> torch.Tensor:
     return torch.stack(rows, dim=1)
 
 
+def test_tiny_folder_has_the_released_key_layout(folder):
+    """InternVL3-hf checkpoints store ``language_model.model.*`` / ``vision_tower.*`` keys, as transformers
+    still saves them, so every tiny load (full and vision-only) goes through that layout."""
+    from safetensors.torch import load_file
+
+    keys = load_file(str(folder / "model.safetensors")).keys()
+    assert any(k.startswith("language_model.model.layers.") for k in keys)
+    assert any(k.startswith("vision_tower.encoder.layer.") for k in keys)
+
+
 def test_visual_tokens_equal_the_stock_image_features(folder):
     bb = load(folder)
     video = bb.preprocess_video(frames(3, (40, 56)))

@@ -4,6 +4,7 @@ the presets. Behaviour shared with InternVL is tested in test_frame_tower.py."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 from PIL import Image
+from safetensors.torch import load_file, save_file
 from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
 
 from tvau_lightning.backbones.base import BackboneConfig, ContextOverflowError, default_layers, load_backbone
@@ -95,6 +97,31 @@ def test_other_input_size_interpolates_clip_positions(family, tiny_backbone_dir)
         stock = torch.stack(bb.core.get_image_features(video.pixel_values, interpolate_pos_encoding=True).pooler_output)
         torch.testing.assert_close(out.visual_tokens, stock.reshape(1, -1, stock.shape[-1]), atol=0, rtol=0)
     assert out.visual_tokens.shape[1] == 2 * 12 * 8
+
+
+@pytest.mark.parametrize("family", LLAVA_FAMILIES)
+def test_released_key_layout_loads_in_both_modes(family, tiny_backbone_dir, tmp_path):
+    """llava-hf checkpoints keep the pre-transformers-5 keys (``language_model.model.*``,
+    ``language_model.lm_head``, ``vision_tower.vision_model.*``): full and vision-only loads read them."""
+    source = tiny_backbone_dir(family)
+    folder = tmp_path / "hub"
+    shutil.copytree(source, folder)
+    state = load_file(str(source / "model.safetensors"))
+    assert any(k.startswith("language_model.model.layers.") for k in state)  # transformers saves this layout
+    hub = {("vision_tower.vision_model." + k[len("vision_tower."):] if k.startswith("vision_tower.") else k): v
+           for k, v in state.items()}
+    save_file(hub, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    ref = load(source)
+    video = ref.preprocess_video(frames(2, (32, 32), seed=5))
+    expected = ref.encode_video(video)
+    for vision_only in (False, True):
+        bb = load(folder, vision_only=vision_only)
+        out = bb.encode_video(video)
+        for i in expected.layer_features:
+            assert torch.equal(out.layer_features[i], expected.layer_features[i])
+        assert torch.equal(out.visual_tokens, expected.visual_tokens)
+    full = load(folder).model.state_dict()
+    assert all(torch.equal(v, full[k]) for k, v in ref.model.state_dict().items())
 
 
 def _literal(bb, n_visual: int, n_prompt: int) -> str:

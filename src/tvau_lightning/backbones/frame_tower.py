@@ -128,11 +128,7 @@ class FrameTowerAdapter(BackboneAdapter):
             "pixel_std", torch.tensor(list(image_std or self.default_std), dtype=torch.float32).view(3, 1, 1),
             persistent=False,
         )
-        if config.visual_token_pool < 1:
-            raise BackboneError(f"visual_token_pool must be ≥ 1, got {config.visual_token_pool}")
-        if config.max_frames is not None and config.max_frames < 1:
-            raise BackboneError(f"max_frames must be ≥ 1 or null, got {config.max_frames}")
-        self.input_size  # noqa: B018 - validates config.input_size against the patch size now, not mid-run
+        self.check_budgets(config, model.config)
 
     # ---- loading ---------------------------------------------------------------------------------
 
@@ -158,6 +154,32 @@ class FrameTowerAdapter(BackboneAdapter):
             )
         except Exception as err:  # noqa: BLE001 - re-raised with the folder
             raise BackboneError(f"cannot read the model config in {model_dir} ({err})") from err
+        # the cheap checks first: a bad setting or a broken tokenizer should not cost a 15 GB weight load
+        cls.check_budgets(config, hf_config)
+        tokenizer_files = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
+        if not any((model_dir / f).is_file() for f in tokenizer_files):
+            # (transformers would silently build an empty tokenizer)
+            raise BackboneError(
+                f"{model_dir} has no tokenizer files ({', '.join(tokenizer_files)}); copy the tokenizer of the "
+                "checkpoint into the folder (tokenizer.save_pretrained) or re-download it"
+            )
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(
+                str(model_dir), local_files_only=True, trust_remote_code=config.trust_remote_code
+            )
+        except Exception as err:  # noqa: BLE001 - re-raised with the folder
+            raise BackboneError(
+                f"cannot load the tokenizer from {model_dir} ({err}); the folder needs tokenizer.json or the "
+                "tokenizer files saved with the model"
+            ) from err
+        image_id = int(hf_config.image_token_id)
+        if tokenizer.convert_tokens_to_ids(cls.image_token) != image_id:
+            raise BackboneError(
+                f"the tokenizer in {model_dir} maps {cls.image_token!r} to "
+                f"{tokenizer.convert_tokens_to_ids(cls.image_token)}, but the model config reserves id {image_id} "
+                "for it; the tokenizer files do not belong to this checkpoint"
+            )
+        mean, std = cls._read_normalization(model_dir)
         kwargs: dict[str, Any] = {
             "dtype": dtype,
             "local_files_only": True,
@@ -191,30 +213,6 @@ class FrameTowerAdapter(BackboneAdapter):
                 f"the weights in {model_dir} lack {len(missing)} tensors the {cls.family} model needs "
                 f"(first: {', '.join(missing[:4])}); the checkpoint is incomplete or of another architecture"
             )
-        tokenizer_files = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
-        if not any((model_dir / f).is_file() for f in tokenizer_files):
-            # transformers would silently build an empty tokenizer here
-            raise BackboneError(
-                f"{model_dir} has no tokenizer files ({', '.join(tokenizer_files)}); copy the tokenizer of the "
-                "checkpoint into the folder (tokenizer.save_pretrained) or re-download it"
-            )
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(
-                str(model_dir), local_files_only=True, trust_remote_code=config.trust_remote_code
-            )
-        except Exception as err:  # noqa: BLE001 - re-raised with the folder
-            raise BackboneError(
-                f"cannot load the tokenizer from {model_dir} ({err}); the folder needs tokenizer.json or the "
-                "tokenizer files saved with the model"
-            ) from err
-        image_id = int(hf_config.image_token_id)
-        if tokenizer.convert_tokens_to_ids(cls.image_token) != image_id:
-            raise BackboneError(
-                f"the tokenizer in {model_dir} maps {cls.image_token!r} to "
-                f"{tokenizer.convert_tokens_to_ids(cls.image_token)}, but the model config reserves id {image_id} "
-                "for it; the tokenizer files do not belong to this checkpoint"
-            )
-        mean, std = cls._read_normalization(model_dir)
         model.eval()
         adapter = cls(model, tokenizer, config, vision_only=vision_only, image_mean=mean, image_std=std)
         if device is not None:
@@ -274,23 +272,42 @@ class FrameTowerAdapter(BackboneAdapter):
     @property
     def input_size(self) -> tuple[int, int]:
         """``(H, W)`` every frame is resized to: ``config.input_size`` or the native size."""
-        size = tuple(self.config.input_size) if self.config.input_size else self.native_size
+        return self.resolve_input_size(self.config, self.hf_config)
+
+    @classmethod
+    def grid_multiple(cls, hf_config: Any) -> int:
+        """The patch grid must be divisible by this (InternVL's pixel shuffle merges 2×2 patches)."""
+        return 1
+
+    @classmethod
+    def resolve_input_size(cls, config: BackboneConfig, hf_config: Any) -> tuple[int, int]:
+        """``config.input_size`` (or the tower's native size), checked against the patch size and the
+        family's token merge; a :class:`BackboneError` names the nearest usable size."""
+        native = _pair(hf_config.vision_config.image_size)
+        size = tuple(config.input_size) if config.input_size else native
         if len(size) != 2:
-            raise BackboneError(f"input_size must be (H, W), got {self.config.input_size}")
-        ph, pw = self.patch_size
-        mh, mw = ph * self.grid_multiple, pw * self.grid_multiple
+            raise BackboneError(f"input_size must be (H, W), got {config.input_size}")
+        ph, pw = _pair(hf_config.vision_config.patch_size)
+        k = cls.grid_multiple(hf_config)
+        mh, mw = ph * k, pw * k
         if size[0] % mh or size[1] % mw or size[0] <= 0 or size[1] <= 0:
             raise BackboneError(
-                f"input_size {tuple(size)} is not usable by the {self.family} tower: height and width must be "
+                f"input_size {tuple(size)} is not usable by the {cls.family} tower: height and width must be "
                 f"positive multiples of {mh}×{mw} (patch {ph}×{pw}"
-                + (f" × the {self.grid_multiple}×{self.grid_multiple} token merge" if self.grid_multiple > 1 else "")
-                + f"); e.g. {math.ceil(size[0] / mh) * mh}×{math.ceil(size[1] / mw) * mw}, or leave it unset for "
-                f"the native {self.native_size[0]}×{self.native_size[1]}"
+                + (f" × the {k}×{k} token merge" if k > 1 else "")
+                + f"); e.g. {max(1, round(size[0] / mh)) * mh}×{max(1, round(size[1] / mw)) * mw}, or leave it "
+                f"unset for the native {native[0]}×{native[1]}"
             )
         return (int(size[0]), int(size[1]))
 
-    #: the patch grid must be divisible by this (InternVL's pixel shuffle merges 2×2 patches)
-    grid_multiple: ClassVar[int] = 1
+    @classmethod
+    def check_budgets(cls, config: BackboneConfig, hf_config: Any) -> None:
+        """Validate the frame/token budgets of ``config`` (before any weights are loaded)."""
+        if config.visual_token_pool < 1:
+            raise BackboneError(f"visual_token_pool must be ≥ 1, got {config.visual_token_pool}")
+        if config.max_frames is not None and config.max_frames < 1:
+            raise BackboneError(f"max_frames must be ≥ 1 or null, got {config.max_frames}")
+        cls.resolve_input_size(config, hf_config)
 
     @property
     def patch_grid(self) -> tuple[int, int]:

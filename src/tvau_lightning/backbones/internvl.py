@@ -38,18 +38,18 @@ class InternVLAdapter(FrameTowerAdapter):
     start_image_token: ClassVar[str] = "<img>"
     end_image_token: ClassVar[str] = "</img>"
 
-    @property
-    def shuffle_factor(self) -> int:
+    @classmethod
+    def grid_multiple(cls, hf_config: Any) -> int:
         """Patches merged per side by the pixel shuffle (2 for ``downsample_ratio`` 0.5)."""
-        ratio = float(self.hf_config.downsample_ratio)
+        ratio = float(hf_config.downsample_ratio)
         factor = round(1 / ratio)
         if abs(factor * ratio - 1) > 1e-6:
             raise BackboneError(f"InternVL downsample_ratio {ratio} is not 1/k for an integer k")
         return factor
 
     @property
-    def grid_multiple(self) -> int:  # type: ignore[override]
-        return self.shuffle_factor
+    def shuffle_factor(self) -> int:
+        return self.grid_multiple(self.hf_config)
 
     def token_grid(self) -> tuple[int, int]:
         h, w = self.patch_grid
