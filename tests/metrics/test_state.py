@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from tvau_lightning.metrics.state import OccurrenceCounter, first_occurrence_mask, video_hash, video_hashes
+from tvau_lightning.metrics.state import (
+    OccurrenceCounter,
+    first_occurrence_mask,
+    unique_row_ids,
+    video_hash,
+    video_hashes,
+)
 
 
 def test_video_hash_is_stable_and_int63():
@@ -30,3 +36,13 @@ def test_occurrence_ids_are_unique_and_reset():
     assert len(set(np.concatenate([a, b]).tolist())) == 5
     counter.reset()
     np.testing.assert_array_equal(counter.take(1), a[:1])
+
+
+def test_unique_row_ids_match_numpy_unique():
+    rng = np.random.default_rng(0)
+    keys = rng.integers(0, 4, size=(200, 2)) * np.array([10**15, 1])
+    ids, count = unique_row_ids(keys)
+    _, inverse = np.unique(keys, axis=0, return_inverse=True)
+    np.testing.assert_array_equal(ids, inverse.reshape(-1))
+    assert count == len(np.unique(keys, axis=0))
+    assert unique_row_ids(np.zeros((0, 2), np.int64))[1] == 0

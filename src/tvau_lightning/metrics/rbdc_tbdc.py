@@ -23,7 +23,7 @@ import torch
 
 from tvau_lightning.metrics.functional import region_track_sweep
 from tvau_lightning.metrics.regions import heatmap_to_detections, link_boxes, masks_to_frame_boxes
-from tvau_lightning.metrics.state import RowStateMetric, first_occurrence_mask, video_hash
+from tvau_lightning.metrics.state import RowStateMetric, first_occurrence_mask, unique_row_ids, video_hash
 
 #: gt track id of rows that come from masks and still need linking
 _UNLINKED = -1
@@ -129,7 +129,7 @@ class RegionTrackDetection(RowStateMetric):
         keep = first_occurrence_mask(keys, np.concatenate([seen_o, det_o, gt_o]))
         n_seen, n_det = len(seen_v), len(det_v)
         keep_seen, keep_det, keep_gt = keep[:n_seen], keep[n_seen:n_seen + n_det], keep[n_seen + n_det:]
-        num_frames = len(np.unique(np.stack([seen_v[keep_seen], seen_f[keep_seen]], axis=1), axis=0))
+        _, num_frames = unique_row_ids(np.stack([seen_v[keep_seen], seen_f[keep_seen]], axis=1))
         gt_video, gt_track, gt_rows = self._gt_tracks(gt_v[keep_gt], gt_f[keep_gt], self.rows("gt_box")[keep_gt],
                                                       self.rows("gt_track")[keep_gt])
         nan = {"rbdc": torch.tensor(float("nan")), "tbdc": torch.tensor(float("nan"))}
@@ -156,9 +156,8 @@ class RegionTrackDetection(RowStateMetric):
         given = track != _UNLINKED
         out_video = [video[given]]
         out_rows = [rows[given]]
-        _, given_ids = np.unique(np.stack([video[given], track[given]], axis=1), axis=0, return_inverse=True)
-        out_track = [given_ids.reshape(-1).astype(np.int64)]
-        next_id = int(given_ids.max()) + 1 if given_ids.size else 0
+        given_ids, next_id = unique_row_ids(np.stack([video[given], track[given]], axis=1))
+        out_track = [given_ids]
         unlinked = ~given
         for v in np.unique(video[unlinked]):
             mine = unlinked & (video == v)
