@@ -234,12 +234,12 @@ def simplify_path(points: np.ndarray, tolerance: float) -> list[int]:
             continue
         a, b = points[start], points[end]
         seg = b - a
-        length = math.hypot(seg[0], seg[1])
         inner = points[start + 1 : end]
-        if length == 0:
-            dist = np.hypot(inner[:, 0] - a[0], inner[:, 1] - a[1])
-        else:
-            dist = np.abs(seg[0] * (inner[:, 1] - a[1]) - seg[1] * (inner[:, 0] - a[0])) / length
+        # distance to the segment (not the infinite line), so that a reversal along one line is a vertex
+        denom = float(seg @ seg)
+        t = np.clip(((inner - a) @ seg) / denom, 0.0, 1.0) if denom > 0 else np.zeros(len(inner))
+        nearest = a + t[:, None] * seg
+        dist = np.hypot(inner[:, 0] - nearest[:, 0], inner[:, 1] - nearest[:, 1])
         k = int(np.argmax(dist))
         if dist[k] > tolerance:
             mid = start + 1 + k
