@@ -140,12 +140,21 @@ def test_window_order_matches_transformers(qwen):
     assert torch.equal(ours, expected)
 
 
-def test_layer_grids_equal_the_stock_hidden_states_placed_by_their_rotary_positions(qwen):
+@pytest.mark.parametrize("size", [SIZE, (40, 56)], ids=["whole-windows", "cropped-edge-windows"])
+def test_layer_grids_equal_the_stock_hidden_states_placed_by_their_rotary_positions(qwen, size):
     """Independent un-permutation: each window-ordered token is put at the (h, w) its 2-D rotary position
     says (transformers' own position ids, permuted the way the stock tower permutes them)."""
     b = 2
-    video = qwen.preprocess_video(clips(b, 4, seed=2))
+    video = qwen.preprocess_video(clips(b, 4, size, seed=2))
     out = qwen.encode_video(video, [1, 2, 3, 4], visual_tokens=False)
+    later_calls = []
+    handle = qwen.visual.blocks[2].register_forward_hook(lambda *args: later_calls.append(1))
+    try:
+        early = qwen.encode_video(video, [2], visual_tokens=False)  # stops after block 2
+    finally:
+        handle.remove()
+    assert later_calls == []
+    assert list(early.layer_features) == [2] and torch.equal(early.layer_features[2], out.layer_features[2])
     grid_thw = video.extras["video_grid_thw"]
     with torch.no_grad():
         stock = qwen.visual(video.pixel_values, grid_thw=grid_thw, output_hidden_states=True)

@@ -336,7 +336,7 @@ class Qwen2_5_VLAdapter(BackboneAdapter):
                 f"clips have {t} frames but the backbone's max_frames is {self.config.max_frames}; use a shorter "
                 "clip_len or a larger frame_stride, or raise max_frames"
             )
-        x = frames_to_float(frames).to(self.pixel_mean.device)  # (B, T, 3, H, W) in [0, 1]
+        x = frames_to_float(frames.to(self.pixel_mean.device))  # (B, T, 3, H, W) in [0, 1], on the model's device
         if self.config.input_size is not None:
             size = (int(self.config.input_size[0]), int(self.config.input_size[1]))
             x = resize_frames(x.flatten(0, 1), size).clamp_(0.0, 1.0).unflatten(0, (b, t))
