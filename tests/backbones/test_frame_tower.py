@@ -286,3 +286,46 @@ def test_preprocessor_statistics_are_read_and_saved(family, tiny_backbone_dir, t
     torch.testing.assert_close(pixels, torch.tensor([0.2, 0.0, -0.8]), atol=1e-5, rtol=0)
     out = bb.save_pretrained(tmp_path / "saved")
     assert json.loads((out / "preprocessor_config.json").read_text())["image_mean"] == [0.1, 0.2, 0.3]
+
+
+_PEAK_RSS_SCRIPT = """
+import sys
+from pathlib import Path
+from tvau_lightning.backbones import load_backbone
+
+def status(field):
+    line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(field + ":"))
+    return int(line.split()[1]) * 1024
+
+Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current size
+before = status("VmRSS")
+bb = load_backbone(sys.argv[1], dtype="float32", vision_only=sys.argv[2] == "1")
+touched = sum(float(p.sum()) for p in bb.model.parameters())  # page every kept tensor in
+print(status("VmHWM") - before)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc to measure peak memory")
+def test_vision_only_load_never_reads_the_language_model(tmp_path):
+    """Peak memory of a vision-only load stays far below the LLM's size (whose tensors are never read),
+    while a full load of the same folder pays for them (so the measurement can tell)."""
+    import subprocess
+    import sys
+
+    from tvau_lightning.backbones.tiny import build_tiny_backbone
+
+    folder = tmp_path / "llava"
+    bb = build_tiny_backbone("llava", folder, text_hidden_size=512, text_intermediate_size=2048, text_layers=12,
+                             text_heads=8, text_kv_heads=8)
+    llm_bytes = sum(p.numel() * 4 for n, p in bb.model.named_parameters()
+                    if n.startswith(("model.language_model.layers.", "lm_head.")))
+    assert llm_bytes > 150e6
+
+    def peak(vision_only: bool) -> int:
+        out = subprocess.run([sys.executable, "-c", _PEAK_RSS_SCRIPT, str(folder), str(int(vision_only))],
+                             capture_output=True, text=True, check=True)
+        return int(out.stdout.strip().splitlines()[-1])
+
+    assert peak(True) < 0.1 * llm_bytes
+    assert peak(False) > 0.8 * llm_bytes
