@@ -116,6 +116,7 @@ class RowStateMetric(Metric):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)
         self._row_specs: dict[str, tuple[torch.dtype, tuple[int, ...]]] = {}
+        # never reset (not even by reset(), which forward() calls): ids stay unique for the metric's life
         self._occurrences = OccurrenceCounter()
 
     def add_row_state(self, name: str, dtype: torch.dtype, trailing: tuple[int, ...] = ()) -> None:
@@ -152,7 +153,3 @@ class RowStateMetric(Metric):
     def take_occurrences(self, count: int) -> np.ndarray:
         """Fresh occurrence ids for ``count`` samples (see the module docstring)."""
         return self._occurrences.take(count)
-
-    def reset(self) -> None:
-        super().reset()
-        self._occurrences.reset()
