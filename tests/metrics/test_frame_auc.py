@@ -117,5 +117,7 @@ def test_metric_update_validates_shapes_and_labels():
         m.update(torch.rand(1, 3), torch.zeros(1, 3), ["a", "b"], torch.zeros(1, 3))
     with pytest.raises(ValueError, match="0/1"):
         m.update(torch.rand(1, 2), torch.tensor([[0, 3]]), ["a"], torch.zeros(1, 2))
+    with pytest.raises(ValueError, match="0/1"):
+        m.update(torch.rand(1, 2), torch.tensor([[0.0, 0.5]]), ["a"], torch.zeros(1, 2))
     # labels on padding frames are ignored, whatever they hold
     m.update(torch.rand(1, 2), torch.tensor([[1, 7]]), ["a"], torch.tensor([[0, -1]]))

@@ -60,8 +60,8 @@ class _FrameScoreMetric(RowStateMetric):
             raise ValueError(f"scores {tuple(scores.shape)}, labels {tuple(labels.shape)} and frame_index "
                              f"{tuple(frame_index.shape)} must have the same shape")
         valid = (frame_index >= 0).cpu()
-        label_values = labels[valid.to(labels.device)]
-        if label_values.numel() and not torch.isin(label_values.long().cpu(), torch.tensor([0, 1])).all():
+        label_values = labels[valid.to(labels.device)].cpu()
+        if not ((label_values == 0) | (label_values == 1)).all():
             raise ValueError(f"labels must be 0/1, found {torch.unique(label_values).tolist()[:5]}")
         if not torch.isfinite(scores[valid.to(scores.device)]).all():
             raise ValueError("scores contain NaN or infinite values")

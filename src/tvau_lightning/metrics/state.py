@@ -53,9 +53,6 @@ class OccurrenceCounter:
         self._next += count
         return (np.int64(_process_rank()) << np.int64(_RANK_SHIFT)) + np.arange(start, start + count, dtype=np.int64)
 
-    def reset(self) -> None:
-        self._next = 0
-
 
 def unique_row_ids(keys: np.ndarray) -> tuple[np.ndarray, int]:
     """Dense ids of the distinct rows of ``keys (n, k)`` int64 (in sorted row order) and their number.
