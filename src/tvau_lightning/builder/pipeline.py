@@ -579,7 +579,7 @@ class DatasetBuilder:
         requests: list[tuple[AnnotatorRequest, Callable[[str], Any]]] = []
         description = describe_target(target.category, target.attributes)
         meta = {"video_id": video.video_id, "target": index, "frame_size": list(video.size),
-                "abnormal": target.kind == "anomaly"}
+                "abnormal": target.kind == "anomaly" or str(target.anchor).startswith("gt:")}
         geometry_direction = None
         if motion_applicable:
             facts = trajectory_facts(target.frames, np.asarray(target.boxes), video.size, video.fps,
