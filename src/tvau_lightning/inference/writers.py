@@ -1,0 +1,68 @@
+"""Writing ``tvau predict`` outputs: per-video heatmaps and per-frame scores.
+
+``HeatmapWriter`` is a Lightning prediction-writer callback (add it under ``trainer.callbacks``). For each
+video it writes ``{video_id}.npz`` with ``frame_index (N,)``, ``frame_scores (N,)`` and ``heatmap (N, H', W')``
+float16 — the grid heatmap of each frame (a grid step repeated for the frames it covers) — and one
+``frame_scores.csv`` over all videos. Files are written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import BasePredictionWriter
+
+from tvau_lightning.atomic import atomic_path, write_text_atomic
+
+
+class HeatmapWriter(BasePredictionWriter):
+    """Collect ``AHDTask.predict_step`` outputs per video and write them at the end of prediction.
+
+    Args:
+        output_dir: folder for ``{video_id}.npz`` files and ``frame_scores.csv`` (created if missing).
+    """
+
+    def __init__(self, output_dir: str) -> None:
+        super().__init__(write_interval="batch")
+        self.output_dir = Path(output_dir)
+        self._parts: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = defaultdict(list)
+
+    def write_on_batch_end(self, trainer: Trainer, pl_module: LightningModule, prediction: dict[str, Any],
+                           batch_indices: Any, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
+        factor = int(prediction["temporal_factor"])
+        heat = prediction["heatmap"]  # (B, T', H', W')
+        for b, video_id in enumerate(prediction["video_id"]):
+            index = prediction["frame_index"][b].numpy()
+            keep = index >= 0
+            per_frame = heat[b].repeat_interleave(factor, dim=0)[: index.shape[0]]
+            self._parts[video_id].append(
+                (index[keep], prediction["frame_scores"][b].numpy()[keep], per_frame[torch.from_numpy(keep)].numpy())
+            )
+
+    def on_predict_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        rows: list[tuple[str, int, float]] = []
+        for video_id, parts in sorted(self._parts.items()):
+            index = np.concatenate([p[0] for p in parts])
+            order = np.argsort(index, kind="stable")
+            index, first = np.unique(index[order], return_index=True)
+            scores = np.concatenate([p[1] for p in parts])[order][first]
+            heat = np.concatenate([p[2] for p in parts])[order][first]
+            with atomic_path(self.output_dir / f"{video_id}.npz") as tmp:
+                np.savez_compressed(tmp, frame_index=index, frame_scores=scores.astype(np.float32),
+                                    heatmap=heat.astype(np.float16))
+            rows.extend((video_id, int(i), float(s)) for i, s in zip(index, scores))
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(["video_id", "frame", "score"])
+        writer.writerows((v, i, f"{s:.6f}") for v, i, s in rows)
+        name = "frame_scores.csv" if trainer.world_size == 1 else f"frame_scores.rank{trainer.global_rank}.csv"
+        write_text_atomic(self.output_dir / name, buf.getvalue())
+        self._parts.clear()

@@ -1,0 +1,259 @@
+"""Stage 1: the AHD task — train the Anomaly Heatmap Decoder on a frozen LVLM vision tower (SPEC §3).
+
+Only the AHD's parameters train; the backbone is loaded vision-only (no LLM in memory) and frozen, and
+checkpoints hold the AHD alone (weights + class prototypes), never the backbone. Validation and test
+compute frame-level micro/macro AUC and RBDC/TBDC over every frame of every video of the split.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+
+from tvau_lightning.backbones.base import BackboneAdapter, BackboneConfig, load_backbone
+from tvau_lightning.data.types import ClipBatch
+from tvau_lightning.metrics import MacroAUROC, MicroAUROC, RegionTrackDetection
+from tvau_lightning.modules.ahd import (
+    AHDOutput,
+    AnomalyHeatmapDecoder,
+    downsample_masks,
+    downsample_valid,
+    frame_scores,
+    upsample_heatmap,
+)
+from tvau_lightning.modules.prompts import PromptBank
+from tvau_lightning.tasks.schedules import warmup_cosine
+
+BACKBONE_PREFIX = "backbone."
+
+
+class AHDTask(LightningModule):
+    """Train and evaluate the AHD.
+
+    Args:
+        backbone: the LVLM (``configs/backbones/*.yaml``); loaded vision-only and frozen.
+        prompts: the normal/abnormal template bank; ``None`` → the default bank.
+        text_embedding_mode: ``input_embeddings`` (the LLM's embedding table, no LLM needed) or
+            ``hidden_states`` (runs the LLM once at start-up; loads the full model for that).
+        hidden_dim: hidden width of the per-layer MLPs (``None`` → the LLM width).
+        logit_scale: softmax temperature on cosine similarities (100 in the author's prototype).
+        learnable_scale: learn the temperature.
+        fusion: ``softmax``-normalised or ``linear`` layer weights.
+        frame_head: add the optional frame-level CE head (off in the paper's final loss).
+        frame_loss_weight: weight of that head's loss.
+        mask_downsample: how GT masks become grid targets: ``area`` (≥ 50 % of the cell), ``nearest``, ``max``.
+        lr: peak learning rate of AdamW (warm-up cosine).
+        min_lr: floor of the cosine schedule.
+        weight_decay: AdamW weight decay.
+        warmup_ratio: fraction of optimizer steps spent warming up.
+        macro_auc_padding: UBnormal's macro-AUC convention (pad each video with one normal and one
+            abnormal frame); ``False`` skips single-class videos.
+        log_heatmaps: number of validation clips drawn into TensorBoard each epoch (0 = none).
+    """
+
+    def __init__(
+        self,
+        backbone: BackboneConfig,
+        prompts: PromptBank | None = None,
+        text_embedding_mode: str = "input_embeddings",
+        hidden_dim: int | None = None,
+        logit_scale: float = 100.0,
+        learnable_scale: bool = False,
+        fusion: str = "softmax",
+        frame_head: bool = False,
+        frame_loss_weight: float = 0.0,
+        mask_downsample: str = "area",
+        lr: float = 1e-3,
+        min_lr: float = 1e-8,
+        weight_decay: float = 0.01,
+        warmup_ratio: float = 0.1,
+        macro_auc_padding: bool = True,
+        log_heatmaps: int = 2,
+    ) -> None:
+        super().__init__()
+        if frame_loss_weight > 0 and not frame_head:
+            raise ValueError("frame_loss_weight > 0 needs frame_head=True")
+        self.save_hyperparameters()
+        self.backbone_config = backbone
+        self.prompts = prompts or PromptBank()
+        self.backbone: BackboneAdapter = load_backbone(
+            backbone, vision_only=text_embedding_mode == "input_embeddings"
+        ).freeze()
+        self.backbone.eval()
+        self.layers = self.backbone.layers
+        self.temporal_factor = self.backbone.temporal_patch_size
+        self.ahd = AnomalyHeatmapDecoder(
+            [self.backbone.vision_hidden_size] * len(self.layers),
+            self.backbone.text_hidden_size,
+            hidden_dim=hidden_dim,
+            logit_scale=logit_scale,
+            learnable_scale=learnable_scale,
+            fusion=fusion,
+            frame_head=frame_head,
+        )
+        self.ahd.set_prototypes(self.compute_prototypes())
+        if text_embedding_mode == "hidden_states":
+            # the LLM was only needed for the prototypes: drop back to a vision-only backbone
+            self.backbone = load_backbone(backbone, vision_only=True).freeze()
+            self.backbone.eval()
+        # checkpoints hold the AHD only; the frozen backbone is rebuilt from its config
+        self.strict_loading = False
+        self.val_metrics = self._make_metrics()
+        self.test_metrics = self._make_metrics()
+
+    # ---- building blocks -------------------------------------------------------------------------
+
+    def _make_metrics(self) -> torch.nn.ModuleDict:
+        return torch.nn.ModuleDict(
+            {
+                "micro_auc": MicroAUROC(),
+                "macro_auc": MacroAUROC(pad=self.hparams.macro_auc_padding),
+                "regions": RegionTrackDetection(),
+            }
+        )
+
+    @torch.no_grad()
+    def compute_prototypes(self) -> torch.Tensor:
+        """Class prototypes ``(2, D)``: each sentence mean-pooled over tokens, then averaged per class."""
+        normal, abnormal = self.prompts.class_sentences()
+        mode = self.hparams.text_embedding_mode
+        rows = [self.backbone.embed_text(sentences, mode=mode).float().mean(0) for sentences in (normal, abnormal)]
+        return torch.stack(rows)
+
+    def train(self, mode: bool = True) -> AHDTask:
+        super().train(mode)
+        self.backbone.eval()  # frozen: no dropout / norm updates, ever
+        return self
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Everything but the frozen backbone (which is rebuilt from its config on load)."""
+        full = super().state_dict(*args, **kwargs)
+        prefix = kwargs.get("prefix", "")
+        return type(full)((k, v) for k, v in full.items() if not k.startswith(prefix + BACKBONE_PREFIX))
+
+    # ---- forward ---------------------------------------------------------------------------------
+
+    def vision_features(self, frames: torch.Tensor) -> tuple[list[torch.Tensor], tuple[int, int, int]]:
+        """Frozen-tower features of the AHD layers for uint8 clips ``(B, T, H, W, 3)``."""
+        inputs = self.backbone.preprocess_video(frames).to(self.backbone.device, self.backbone.dtype)
+        with torch.no_grad():
+            out = self.backbone.encode_video(inputs, self.layers, visual_tokens=False)
+        return [out.layer_features[i] for i in self.layers], inputs.grid
+
+    def forward(self, frames: torch.Tensor) -> AHDOutput:
+        """Heatmaps ``(B, T', H', W')`` (and class maps) for uint8 clips ``(B, T, H, W, 3)``."""
+        features, _ = self.vision_features(frames)
+        return self.ahd(features)
+
+    def frame_heatmaps(self, out: AHDOutput, batch: ClipBatch) -> torch.Tensor:
+        """Heatmaps at frame resolution ``(B, T, H, W)`` (bilinear, each grid step over its frames)."""
+        return upsample_heatmap(out.heatmap, num_frames=batch.num_frames, frame_size=batch.frame_size,
+                                temporal_factor=self.temporal_factor)
+
+    # ---- training --------------------------------------------------------------------------------
+
+    def loss(self, out: AHDOutput, batch: ClipBatch) -> torch.Tensor:
+        """Pixel CE on masks downsampled to the grid (padding steps excluded), plus the optional frame CE."""
+        grid = tuple(out.heatmap.shape[1:])
+        target = downsample_masks(batch.masks, grid, temporal_factor=self.temporal_factor,
+                                  mode=self.hparams.mask_downsample).long()
+        step_valid = downsample_valid(batch.valid, temporal_factor=self.temporal_factor)
+        pixel_ce = F.cross_entropy(out.logits.movedim(2, 1), target, reduction="none")  # (B, T', H', W')
+        weight = step_valid[..., None, None].expand_as(pixel_ce).float()
+        loss = (pixel_ce * weight).sum() / weight.sum().clamp(min=1.0)
+        if out.frame_logits is not None and self.hparams.frame_loss_weight > 0:
+            labels = downsample_valid(batch.frame_labels.bool() & batch.valid, temporal_factor=self.temporal_factor)
+            frame_ce = F.cross_entropy(out.frame_logits[step_valid], labels[step_valid].long())
+            loss = loss + self.hparams.frame_loss_weight * frame_ce
+        return loss
+
+    def training_step(self, batch: ClipBatch, batch_idx: int) -> torch.Tensor:
+        out = self(batch.frames)
+        loss = self.loss(out, batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch.batch_size)
+        return loss
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        params = [p for p in self.ahd.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = warmup_cosine(optimizer, total_steps=total, warmup_ratio=self.hparams.warmup_ratio,
+                                  peak_lr=self.hparams.lr, min_lr=self.hparams.min_lr)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ---- evaluation ------------------------------------------------------------------------------
+
+    def _evaluate(self, batch: ClipBatch, metrics: torch.nn.ModuleDict, stage: str) -> AHDOutput:
+        out = self(batch.frames)
+        self.log(f"{stage}/loss", self.loss(out, batch), batch_size=batch.batch_size, sync_dist=True)
+        heat = self.frame_heatmaps(out, batch)
+        scores = frame_scores(heat)
+        index = batch.frame_index.masked_fill(~batch.valid, -1)
+        metrics["micro_auc"].update(scores, batch.frame_labels, batch.video_id, index)
+        metrics["macro_auc"].update(scores, batch.frame_labels, batch.video_id, index)
+        metrics["regions"].update(heat, batch.video_id, index, batch.original_size,
+                                  gt_masks=None if batch.gt_boxes is not None else batch.masks,
+                                  gt_boxes=batch.gt_boxes)
+        return out
+
+    def _log_epoch_metrics(self, metrics: torch.nn.ModuleDict, stage: str) -> dict[str, float]:
+        regions = metrics["regions"].compute()
+        values = {
+            f"{stage}/micro_auc": metrics["micro_auc"].compute(),
+            f"{stage}/macro_auc": metrics["macro_auc"].compute(),
+            f"{stage}/rbdc": regions["rbdc"],
+            f"{stage}/tbdc": regions["tbdc"],
+        }
+        values = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in values.items()}
+        self.log_dict(values, prog_bar=True)
+        for m in metrics.values():
+            m.reset()
+        return {k: float(v) for k, v in values.items()}
+
+    def validation_step(self, batch: ClipBatch, batch_idx: int) -> None:
+        out = self._evaluate(batch, self.val_metrics, "val")
+        if batch_idx < self.hparams.log_heatmaps:
+            self._log_heatmap_image(batch, out, batch_idx)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch_metrics(self.val_metrics, "val")
+
+    def test_step(self, batch: ClipBatch, batch_idx: int) -> None:
+        self._evaluate(batch, self.test_metrics, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch_metrics(self.test_metrics, "test")
+
+    def predict_step(self, batch: ClipBatch, batch_idx: int) -> dict[str, Any]:
+        """Per clip: grid heatmaps, per-frame scores and the frame indices they belong to."""
+        out = self(batch.frames)
+        scores = frame_scores(self.frame_heatmaps(out, batch))
+        return {
+            "video_id": batch.video_id,
+            "frame_index": batch.frame_index.masked_fill(~batch.valid, -1).cpu(),
+            "frame_scores": scores.float().cpu(),
+            "heatmap": out.heatmap.float().cpu(),
+            "temporal_factor": self.temporal_factor,
+            "original_size": batch.original_size.cpu(),
+        }
+
+    # ---- logging ---------------------------------------------------------------------------------
+
+    def _log_heatmap_image(self, batch: ClipBatch, out: AHDOutput, batch_idx: int) -> None:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        from tvau_lightning.inference.visualize import draw_mask_contour, overlay_heatmap, tile_frames
+
+        logger = self.logger
+        if not isinstance(logger, TensorBoardLogger) or self.global_rank != 0:
+            return
+        heat = self.frame_heatmaps(out, batch)[0]
+        keep = batch.valid[0]
+        frames = overlay_heatmap(batch.frames[0][keep].cpu(), heat[keep].cpu())
+        frames = draw_mask_contour(frames, batch.masks[0][keep].cpu())
+        image = tile_frames(frames[:: max(1, frames.shape[0] // 8)][:8], ncols=4)
+        logger.experiment.add_image(f"val/heatmap_{batch_idx}", image, self.global_step, dataformats="HWC")
+
