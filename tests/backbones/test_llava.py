@@ -46,6 +46,22 @@ def test_llava_visual_tokens_equal_the_stock_image_features(tiny_backbone_dir):
     torch.testing.assert_close(ours, stock.reshape(1, -1, stock.shape[-1]), atol=0, rtol=0)
 
 
+@pytest.mark.parametrize("pool", [1, 2])
+def test_full_select_strategy_keeps_the_cls_token(tiny_backbone_dir, pool):
+    """``vision_feature_select_strategy: full`` sends CLS + grid per frame; pooling leaves the CLS alone."""
+    bb = load(tiny_backbone_dir("llava"), visual_token_pool=pool)
+    bb.model.config.vision_feature_select_strategy = "full"
+    video = bb.preprocess_video(frames(2, (32, 32), seed=6))
+    stock = torch.stack(bb.core.get_image_features(video.pixel_values).pooler_output)  # (T, 1 + 64, D)
+    h, w = bb.token_grid()
+    d = stock.shape[-1]
+    grid = stock[:, 1:].reshape(2, h // pool, pool, w // pool, pool, d).mean(dim=(2, 4)).reshape(2, -1, d)
+    expected = torch.cat([stock[:, :1], grid], dim=1).reshape(1, -1, d)
+    ours = bb.encode_video(video, [1]).visual_tokens
+    torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
+    assert bb.visual_tokens_per_clip(video) == ours.shape[1] == 2 * (1 + (h // pool) * (w // pool))
+
+
 def test_llava_next_frame_tokens_are_the_stock_base_tile(tiny_backbone_dir):
     """Fed as a 2-tile any-res image (base tile + one high-res tile), the stock path's output starts with
     the base tile's tokens; ours are exactly those, without the high-res tiles and newline tokens."""

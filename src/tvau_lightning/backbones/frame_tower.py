@@ -396,11 +396,9 @@ class FrameTowerAdapter(BackboneAdapter):
         features: dict[int, torch.Tensor] = {}
         for i in layers:
             state = hidden[i]
-            if state.shape[1] == n_patches + 1:  # drop the CLS token (towers without one give the grid alone)
-                state = state[:, 1:]
-            elif state.shape[1] != n_patches:
-                raise BackboneError(f"vision block {i} gave {state.shape[1]} tokens for a {h}×{w} patch grid")
-            features[i] = state.reshape(b, t, h, w, state.shape[-1])
+            if state.shape[1] != n_patches + 1:
+                raise BackboneError(f"vision block {i} gave {state.shape[1]} tokens, expected 1 CLS + {h}×{w}")
+            features[i] = state[:, 1:].reshape(b, t, h, w, state.shape[-1])  # drop the CLS token
         tokens = None
         if visual_tokens:
             per_frame = self._tokens_from_hidden(out)  # (B·T, n, D)

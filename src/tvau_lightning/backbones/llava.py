@@ -55,10 +55,6 @@ class _LlavaFamily(FrameTowerAdapter):
             return {"interpolate_pos_encoding": True}
         return {}
 
-    @property
-    def vision_has_cls(self) -> bool:
-        return self.vision_config.model_type != "siglip_vision_model"
-
     def _tokens_from_hidden(self, vision_out: Any) -> torch.Tensor:
         """The stock ``get_image_features`` after the tower: select the layer(s), drop CLS (``default``),
         concatenate multiple layers on the channel axis, project."""
@@ -71,7 +67,7 @@ class _LlavaFamily(FrameTowerAdapter):
 
     def visual_tokens_per_clip(self, video: VideoInputs) -> int:
         per = self.tokens_per_frame()
-        if self.hf_config.vision_feature_select_strategy == "full" and self.vision_has_cls:
+        if self.hf_config.vision_feature_select_strategy == "full":  # the CLS token goes to the LLM too
             per += 1
         return video.grid[0] * per
 
