@@ -17,7 +17,7 @@ from tvau_lightning.builder.annotators import (
     RetryPolicy,
     query_structured,
 )
-from tvau_lightning.builder.openai_http import OpenAIChatAnnotator, RateLimiter, fit_image
+from tvau_lightning.builder.openai_http import OpenAIChatAnnotator, RateLimiter, fit_image, fitted_size
 from tvau_lightning.builder.schema import FRAME_OBJECTS_SCHEMA, parse_frame_objects
 
 GOOD = json.dumps({"objects": [{"category": "person", "attributes": ["red coat"], "box": [4, 5, 40, 50]}]})
@@ -222,7 +222,13 @@ def test_rate_limiter_with_a_fake_clock():
         RateLimiter(min_interval=-1)
 
 
-def test_fit_image_never_upscales():
+def test_fit_image_never_upscales_and_rounds_to_the_grid():
     small = np.zeros((30, 40, 3), np.uint8)
     assert fit_image(small, 100) is small
     assert fit_image(np.zeros((100, 300, 3), np.uint8), 150).shape == (50, 150, 3)
+    # 480x856 → longer side 840 → 471x840 → multiples of 28: 476x840
+    assert fitted_size(480, 856, 840, 28) == (476, 840)
+    assert fit_image(np.zeros((480, 856, 3), np.uint8), 840, 28).shape == (476, 840, 3)
+    assert fitted_size(10, 20, None, 28) == (28, 28)
+    annotator = OpenAIChatAnnotator("http://127.0.0.1:9/v1", "m", max_image_side=840, size_multiple=28)
+    assert annotator.sent_size(np.zeros((480, 856, 3), np.uint8)) == (476, 840)

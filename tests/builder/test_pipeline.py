@@ -12,7 +12,6 @@ from tvau_lightning.builder.annotators import (
     RetryPolicy,
     ScriptedAnnotator,
 )
-from tvau_lightning.builder.command import build_dataset_main
 from tvau_lightning.builder.geometry import (
     describe_anchors,
     describe_trajectory,
@@ -323,34 +322,3 @@ def test_backbone_annotator_garbage_never_crashes_the_run(tmp_path):
     assert record.video_id == "quiet" and record.answers("yesno") == ["No."]
     lines = (tmp_path / "out" / "failures.jsonl").read_text().splitlines()
     assert len(lines) == summary.failed_queries
-
-
-def test_command_line(tmp_path, synthetic_shanghaitech, capsys):
-    from tvau_lightning.cli import main
-
-    data = synthetic_shanghaitech
-    config = tmp_path / "builder.yaml"
-    config.write_text("source: shanghaitech\nprotocol: tvau\nsplit: val\nannotator: ground-truth\n"
-                      "no_progress: true\nsettings:\n  sample_fps: 4.0\n  geometry:\n    slow_below: 0.04\n")
-    code = main(["build-dataset", "--config", str(config), "--root", str(data.root), "--out", str(tmp_path / "st"),
-                 "--max-videos", "1", "--verify", "none"])
-    assert code == 0
-    printed = json.loads(capsys.readouterr().out)
-    assert printed["videos"] == 1 and printed["records"]["phase_b"] == 1
-    settings = json.loads((tmp_path / "st" / "work" / "settings.json").read_text())["settings"]
-    assert settings["sample_fps"] == 4.0 and settings["verify"] == "none" and settings["geometry"]["slow_below"] == 0.04
-    # errors a user can act on
-    with pytest.raises(SystemExit):
-        build_dataset_main(["--source", "ubnormal", "--root", str(data.root), "--annotator", "ground-truth",
-                            "--out", str(tmp_path / "x")])
-    assert "--split-dir" in capsys.readouterr().err
-    config.write_text("sauce: shanghaitech\n")
-    with pytest.raises(SystemExit):
-        build_dataset_main(["--config", str(config), "--out", str(tmp_path / "x")])
-    assert "unknown option(s) ['sauce']" in capsys.readouterr().err
-    assert build_dataset_main(["--source", "folder", "--root", str(tmp_path / "none"), "--annotator", "ground-truth",
-                               "--out", str(tmp_path / "x")]) == 2
-    assert "videos/<name>.mp4" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exit_info:
-        main(["build-dataset", "--help"])
-    assert exit_info.value.code == 0 and "--annotator" in capsys.readouterr().out

@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     ann.add_argument("--max-rpm", type=int, help="openai: at most this many requests per minute")
     ann.add_argument("--concurrency", type=int, help="openai: requests in flight at once (default 1)")
     ann.add_argument("--max-image-side", type=int, help="openai: downscale images to this longer side (default 768)")
+    ann.add_argument("--size-multiple", type=int,
+                     help="openai: round sent image sides to multiples of this (28 for Qwen2.5-VL)")
     ann.add_argument("--json-mode", choices=("none", "json_object", "json_schema"),
                      help="openai: ask the server for JSON output (json_schema = guided decoding in vLLM)")
     ann.add_argument("--temperature", type=float, help="openai: sampling temperature (default 0)")
@@ -119,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _merge_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[dict[str, Any], dict[str, Any]]:
+def merge_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[dict[str, Any], dict[str, Any]]:
     """Options (command line over YAML) and the settings mapping."""
     values: dict[str, Any] = {}
     settings: dict[str, Any] = {}
@@ -182,7 +184,7 @@ def make_annotator(opts: dict[str, Any], parser: argparse.ArgumentParser) -> Ann
         if not opts.get("base_url") or not opts.get("model"):
             parser.error("--annotator openai needs --base-url (e.g. http://localhost:8000/v1) and --model")
         kwargs = {k: opts[k] for k in ("api_key_env", "timeout", "min_interval", "temperature", "max_tokens",
-                                       "max_image_side", "json_mode") if k in opts}
+                                       "max_image_side", "size_multiple", "json_mode") if k in opts}
         if "max_rpm" in opts:
             kwargs["max_requests_per_minute"] = opts["max_rpm"]
         if "concurrency" in opts:
@@ -208,7 +210,7 @@ def build_dataset_main(argv: Sequence[str] | None = None) -> int:
     """``tvau build-dataset``; returns 0 on success, 1 on a stopped build, 130 when interrupted."""
     parser = build_parser()
     args = parser.parse_args(list(argv) if argv is not None else None)
-    opts, settings_values = _merge_config(args, parser)
+    opts, settings_values = merge_config(args, parser)
     if not opts.get("out"):
         parser.error("--out is required (or set out: in --config)")
     try:

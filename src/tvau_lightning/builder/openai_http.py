@@ -94,14 +94,25 @@ def encode_image(image: np.ndarray, image_format: str = "jpeg", quality: int = 9
     return f"data:{mime};base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
 
 
-def fit_image(image: np.ndarray, max_side: int | None) -> np.ndarray:
-    """Downscale so the longer side is at most ``max_side`` (aspect kept; never upscales)."""
+def fitted_size(height: int, width: int, max_side: int | None, multiple: int | None = None) -> tuple[int, int]:
+    """``(H, W)`` after :func:`fit_image`: the longer side at most ``max_side`` (aspect kept, never upscaled), then
+    each side rounded to the nearest multiple of ``multiple`` (at least one multiple)."""
+    if max_side is not None and max(height, width) > max_side:
+        scale = max_side / max(height, width)
+        height, width = max(1, round(height * scale)), max(1, round(width * scale))
+    if multiple:
+        height = max(multiple, round(height / multiple) * multiple)
+        width = max(multiple, round(width / multiple) * multiple)
+    return int(height), int(width)
+
+
+def fit_image(image: np.ndarray, max_side: int | None, multiple: int | None = None) -> np.ndarray:
+    """Resize an ``(H, W, 3)`` image to :func:`fitted_size` (returned as is when the size does not change)."""
     height, width = image.shape[:2]
-    if max_side is None or max(height, width) <= max_side:
+    size = fitted_size(height, width, max_side, multiple)
+    if size == (height, width):
         return image
-    scale = max_side / max(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.asarray(Image.fromarray(image).resize(size, Image.BICUBIC))
+    return np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.BICUBIC))
 
 
 class OpenAIChatAnnotator(Annotator):
@@ -118,6 +129,8 @@ class OpenAIChatAnnotator(Annotator):
         temperature: sampling temperature (0 = greedy, reproducible on most servers).
         max_tokens: reply budget.
         max_image_side: images are downscaled so their longer side is at most this (``None`` = as is).
+        size_multiple: round the sent image's sides to multiples of this (28 for Qwen2.5-VL, whose server would
+            otherwise resize again, so that boxes in its pixels map back exactly); ``None`` = no rounding.
         image_format: ``jpeg`` (small) or ``png`` (lossless).
         json_mode: ``none``, ``json_object`` (``response_format={"type": "json_object"}``) or ``json_schema``
             (the question's schema as ``response_format``; vLLM enforces it with guided decoding).
@@ -136,6 +149,7 @@ class OpenAIChatAnnotator(Annotator):
         temperature: float = 0.0,
         max_tokens: int = 1024,
         max_image_side: int | None = 768,
+        size_multiple: int | None = None,
         image_format: str = "jpeg",
         json_mode: JsonMode = "none",
         extra_body: dict[str, Any] | None = None,
@@ -161,17 +175,14 @@ class OpenAIChatAnnotator(Annotator):
         self.temperature = float(temperature)
         self.max_tokens = int(max_tokens)
         self.max_image_side = max_image_side
+        self.size_multiple = size_multiple
         self.image_format = image_format
         self.json_mode = json_mode
         self.extra_body = dict(extra_body or {})
 
     def sent_size(self, image: np.ndarray) -> tuple[int, int]:
-        """``(H, W)`` of the image as it will be sent (after :func:`fit_image`)."""
-        height, width = image.shape[:2]
-        if self.max_image_side is None or max(height, width) <= self.max_image_side:
-            return int(height), int(width)
-        scale = self.max_image_side / max(height, width)
-        return max(1, round(height * scale)), max(1, round(width * scale))
+        """``(H, W)`` of the image as it will be sent (:func:`fitted_size`)."""
+        return fitted_size(int(image.shape[0]), int(image.shape[1]), self.max_image_side, self.size_multiple)
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -185,7 +196,7 @@ class OpenAIChatAnnotator(Annotator):
         """The JSON body of the chat-completions request."""
         content: list[dict[str, Any]] = [{"type": "text", "text": request.prompt}]
         for image in request.images:
-            url = encode_image(fit_image(image, self.max_image_side), self.image_format)
+            url = encode_image(fit_image(image, self.max_image_side, self.size_multiple), self.image_format)
             content.append({"type": "image_url", "image_url": {"url": url}})
         messages: list[dict[str, Any]] = []
         if request.system:
@@ -253,5 +264,5 @@ class OpenAIChatAnnotator(Annotator):
 
     def describe(self) -> dict[str, Any]:
         return {"type": "openai", "base_url": self.base_url, "model": self.model, "temperature": self.temperature,
-                "max_tokens": self.max_tokens, "max_image_side": self.max_image_side,
+                "max_tokens": self.max_tokens, "max_image_side": self.max_image_side, "size_multiple": self.size_multiple,
                 "image_format": self.image_format, "json_mode": self.json_mode, "extra_body": self.extra_body}
