@@ -267,7 +267,7 @@ class Qwen2_5_VLAdapter(BackboneAdapter):
     @property
     def core(self) -> nn.Module:
         """The ``Qwen2_5_VLModel`` (vision tower + language model without head)."""
-        return self.model if hasattr(self.model, "visual") else self.model.model
+        return self.model if self.vision_only else self.model.model
 
     @property
     def visual(self) -> nn.Module:
