@@ -93,12 +93,14 @@ def test_normalisation_is_read_from_the_folder(tiny_backbone_dir, tmp_path):
     cfg = json.loads((folder / "preprocessor_config.json").read_text())
     cfg.update(image_mean=[0.5, 0.5, 0.5], image_std=[0.25, 0.5, 1.0])
     (folder / "preprocessor_config.json").write_text(json.dumps(cfg))
-    adapter = load_backbone(str(folder), vision_only=True, dtype="float32")
     frames = torch.full((2, 8, 8, 3), 255, dtype=torch.uint8)
-    video = adapter.preprocess_video(frames)
-    per_channel = video.pixel_values[0].view(3, -1)
-    assert per_channel[:, 0].tolist() == [2.0, 1.0, 0.5]  # (1 - 0.5) / std
-    assert torch.equal(per_channel, per_channel[:, :1].expand_as(per_channel))
+    adapter = load_backbone(str(folder), dtype="float32")
+    # save_pretrained carries the processor files over, so a saved (e.g. merged) model keeps its pixels
+    resaved = load_backbone(str(adapter.save_pretrained(tmp_path / "resaved")), vision_only=True, dtype="float32")
+    for model in (adapter, resaved):
+        per_channel = model.preprocess_video(frames).pixel_values[0].view(3, -1)
+        assert per_channel[:, 0].tolist() == [2.0, 1.0, 0.5]  # (1 - 0.5) / std
+        assert torch.equal(per_channel, per_channel[:, :1].expand_as(per_channel))
 
 
 def test_frame_size_errors_name_the_fix(qwen):
