@@ -37,7 +37,12 @@ lint: $(STAMP)  ## ruff over the sources and tests
 	$(BIN)/ruff check src tests benchmarks
 
 demo: $(STAMP)  ## synthetic UBnormal → tiny backbone → fit AHD → test → analyze a video (CPU, a few minutes)
-	$(BIN)/tvau demo --out $(DEMO_DIR)
+	rm -rf $(DEMO_DIR)/runs/ahd
+	$(BIN)/tvau synth-data --dataset ubnormal --out $(DEMO_DIR)/data/ubnormal
+	$(BIN)/tvau make-tiny-backbone --family qwen2_5_vl --out $(DEMO_DIR)/backbones/tiny_qwen2_5_vl
+	$(BIN)/tvau fit --config configs/demo/ahd_tiny.yaml
+	$(BIN)/tvau test --config configs/demo/ahd_tiny.yaml --ckpt_path $(DEMO_DIR)/runs/ahd/checkpoints/best.ckpt
+	@echo "Demo done: checkpoints and TensorBoard logs in $(DEMO_DIR)/runs/ahd (tensorboard --logdir $(DEMO_DIR)/runs/ahd)"
 
 clean-demo:  ## remove the demo outputs
 	rm -rf $(DEMO_DIR)
