@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tvau_lightning.builder.command import merge_config, build_dataset_main, build_parser, make_annotator
+from tvau_lightning.builder.command import build_dataset_main, build_parser, make_annotator, merge_config
 from tvau_lightning.builder.openai_http import OpenAIChatAnnotator
 from tvau_lightning.builder.pipeline import settings_from_dict
 
@@ -49,6 +49,12 @@ def test_command_line(tmp_path, synthetic_shanghaitech, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert printed["videos"] == 1 and printed["records"]["phase_b"] == 1
     settings = json.loads((tmp_path / "st" / "work" / "settings.json").read_text())["settings"]
+    assert main(["build-dataset", "--source", "shanghaitech", "--root", str(data.root), "--protocol", "standard",
+                 "--split", "test", "--annotator", "ground-truth", "--out", str(tmp_path / "std"), "--max-videos", "2",
+                 "--no-progress"]) == 0
+    standard = json.loads((tmp_path / "std" / "summary.json").read_text())
+    assert standard["videos"] == 2 and standard["records"]["phase_b"] >= 1 and not standard["failed_videos"]
+    capsys.readouterr()
     assert settings["sample_fps"] == 4.0 and settings["verify"] == "none" and settings["geometry"]["slow_below"] == 0.04
     # errors a user can act on
     with pytest.raises(SystemExit):

@@ -194,6 +194,16 @@ def test_windows_render_again_without_new_questions(tmp_path):
     assert b[1].answers("trajectory")[0].startswith("The intruder starts in the top-right")
 
 
+def test_concurrent_questions_give_the_same_dataset(tmp_path):
+    abnormal, quiet = hand_made_videos(tmp_path)
+    build(tmp_path, ground_truth(), [abnormal, quiet], name="serial")
+    parallel = ground_truth()
+    parallel.max_concurrency = 4  # questions of one step run in a thread pool, answers keep their order
+    build(tmp_path, parallel, [abnormal, quiet], name="parallel")
+    for name in ("phase_a.jsonl", "phase_b.jsonl"):
+        assert (tmp_path / "parallel" / name).read_text() == (tmp_path / "serial" / name).read_text()
+
+
 def test_changed_settings_need_restart(tmp_path):
     abnormal, _ = hand_made_videos(tmp_path)
     build(tmp_path, ground_truth(), [abnormal])
