@@ -177,6 +177,37 @@ def test_failures_recorded_and_inconsistent_records_dropped(tmp_path):
     assert blind.targets["anomaly"] == {"low_support": 1}
 
 
+def test_references_and_focus_without_pixel_masks(tmp_path):
+    abnormal, _ = hand_made_videos(tmp_path)
+    # the same video with GT tracks but no pixel masks: the refinement keeps the GT box sharp instead
+    tracks = abnormal.gt_tracks()
+    frames = abnormal.read_frames(range(T))
+    boxes_only = ArrayVideoSource("street", frames, FPS, abnormal.path, labels=abnormal.frame_labels(), tracks=tracks,
+                                  objects=abnormal.object_tracks())
+    truth = GroundTruthResponder("person", "intruder")
+    focused = {}
+
+    def respond(request):
+        if request.task == "frame_objects" and request.meta["focused"]:
+            focused[request.meta["frame"]] = request.images[0]
+        if request.task == "verify_appearance" and request.meta["abnormal"]:
+            return '{"category": "intruder", "attributes": ["red jacket"]}'  # other attributes, same category
+        return truth(request)
+
+    _, summary = build(tmp_path, ScriptedAnnotator(respond), [boxes_only])
+    assert summary.records == {"phase_a": 1, "phase_b": 1}
+    (record,) = load_dialogues(tmp_path / "out" / "phase_b.jsonl")
+    assert record.answers("target") == ["An intruder (red clothing)."]
+    assert record.references["target"] == ["An intruder (red jacket)."]
+    assert record.references_for("target") == ["An intruder (red clothing).", "An intruder (red jacket)."]
+    assert sorted(focused) == [8, 14, 19, 25]
+    for frame, image in focused.items():
+        (row,) = tracks[0][tracks[0][:, 0] == frame]
+        x1, y1, x2, y2 = row[1:]
+        np.testing.assert_array_equal(image[y1: y2 + 1, x1: x2 + 1], frames[frame][y1: y2 + 1, x1: x2 + 1])
+        assert not np.array_equal(image, frames[frame])  # the rest is blurred
+
+
 def test_windows_render_again_without_new_questions(tmp_path):
     abnormal, _ = hand_made_videos(tmp_path)
     build(tmp_path, ground_truth(), [abnormal])

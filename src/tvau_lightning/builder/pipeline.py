@@ -487,7 +487,6 @@ class DatasetBuilder:
         # 2. anomaly-focused refinement, one GT track at a time
         sigma = blur_sigma(video.size, s.blur_fraction)
         refined_images: dict[int, np.ndarray] = {}
-        refined_observations: dict[str, list[Observation]] = {}
         for key, rows in gt.items():
             track_frames = rows[:, 0].astype(int).tolist()
             duration = (track_frames[-1] - track_frames[0] + 1) / fps
@@ -500,7 +499,13 @@ class DatasetBuilder:
                 masks = video.anomaly_masks(missing)
                 for j, frame in enumerate(missing):
                     images.setdefault(frame, np.ascontiguousarray(pixels[j]))
-                    mask = masks[j] if masks is not None else np.zeros(video.size, dtype=bool)
+                    if masks is not None:
+                        mask = np.asarray(masks[j], dtype=bool)
+                    else:  # tracks without pixel masks: keep the GT boxes of the frame sharp
+                        mask = np.zeros(video.size, dtype=bool)
+                        for box in (rows_[frame] for rows_ in gt_frames.values() if frame in rows_):
+                            x1, y1, x2, y2 = (int(round(v)) for v in box)
+                            mask[max(0, y1):y2, max(0, x1):x2] = True
                     refined_images[frame] = blur_outside_mask(pixels[j], mask, sigma)
             requests = [self._frame_request(video, f, refined_images[f], True, references(f, True)) for f in chosen]
             for request, _ in requests:
@@ -513,7 +518,6 @@ class DatasetBuilder:
                 if match is not None:
                     matches.append(Observation(frame, tuple(gt_frames[key][frame].tolist()), match.category,
                                                list(match.attributes)))
-            refined_observations[key] = matches
             support = len(matches) / len(answered) if answered else 0.0
             phase_a = next((t for t in targets if t.anchor == key), None)
             if not answered:
@@ -528,9 +532,8 @@ class DatasetBuilder:
                 category, attributes = phase_a.category, phase_a.attributes
             else:
                 category, attributes = "object", []
-            extra = [describe_target(phase_a.category, phase_a.attributes)] if phase_a is not None else []
             targets.append(_Target("anomaly", category, attributes, track_frames, rows[:, 1:].tolist(), True,
-                                   anchor=key, status=status, extra_descriptions=extra, support=support,
+                                   anchor=key, status=status, support=support,
                                    observed_frames=[m.frame for m in matches]))
 
         # 3. mutual verification
@@ -549,6 +552,14 @@ class DatasetBuilder:
                     target.extra_descriptions.append(reply_description)
             else:
                 target.status = verification.reason or "unverified"
+        # the phase A wording of an anomaly (same GT track) is another reference for its description
+        for target in targets:
+            if target.kind != "anomaly":
+                continue
+            same = next((t for t in targets if t.kind == "object" and t.anchor == target.anchor and t.status == "ok"),
+                        None)
+            if same is not None:
+                target.extra_descriptions.insert(0, describe_target(same.category, same.attributes))
 
         return {
             "builder_version": BUILDER_VERSION,
