@@ -17,6 +17,7 @@ that stops the run. Only :class:`AnnotatorConfigError` (wrong URL/model/key) sto
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -285,8 +286,6 @@ class GroundTruthResponder:
         return colour_name(patch.mean(axis=0) if len(patch) else (128, 128, 128))
 
     def __call__(self, request: AnnotatorRequest) -> str:
-        import json
-
         meta = request.meta
         if request.task == "frame_objects":
             image = request.images[0]

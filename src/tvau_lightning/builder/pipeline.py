@@ -714,7 +714,10 @@ class DatasetBuilder:
         columns = (TextColumn("[bold]build-dataset[/bold] {task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("questions {task.fields[queries]} · failed {task.fields[failed]}"),
                    TimeElapsedColumn(), TimeRemainingColumn())
-        with Progress(*columns, disable=not self.progress, transient=False) as progress:
+        from rich.console import Console
+
+        # on stderr, so that stdout stays free for the command's JSON summary
+        with Progress(*columns, console=Console(stderr=True), disable=not self.progress, transient=False) as progress:
             task = progress.add_task("", total=len(videos), queries=0, failed=0)
             for video in videos:
                 progress.update(task, description=video.video_id)
