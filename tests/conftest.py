@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 
 # --------------------------------------------------------------------------------------------- synthetic video data
@@ -22,3 +25,28 @@ def synthetic_shanghaitech(tmp_path_factory):
     from tvau_lightning.data.synthetic import write_synthetic_shanghaitech
 
     return write_synthetic_shanghaitech(tmp_path_factory.mktemp("synthetic") / "shanghaitech", seed=0)
+
+
+# --------------------------------------------------------------------------------------------- tiny backbones
+# Tiny random backbones of every family (tvau_lightning.backbones.tiny), saved once per session so that the
+# real loading path (load_backbone on a folder) is what tests exercise.
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone_dir(tmp_path_factory) -> Callable[[str], Path]:
+    """``family → folder`` of a tiny random backbone saved with ``build_tiny_backbone(family, dir, seed=0)``.
+
+    Built lazily, once per session. Tests that modify a folder must copy it first.
+    """
+    from tvau_lightning.backbones.tiny import build_tiny_backbone
+
+    cache: dict[str, Path] = {}
+
+    def get(family: str) -> Path:
+        if family not in cache:
+            out = tmp_path_factory.mktemp(f"tiny_{family}") / "model"
+            build_tiny_backbone(family, out, seed=0)
+            cache[family] = out
+        return cache[family]
+
+    return get

@@ -52,6 +52,8 @@ def _register_builtin_tools() -> None:
     """The people's commands shipped with the library (one line each, module:function)."""
     register_tool("synth-data", "tvau_lightning.data.synthetic:synth_data_main", "write a small synthetic UBnormal/ShanghaiTech dataset in its native layout")
     register_tool("make-tiny-backbone", "tvau_lightning.backbones.tiny:make_tiny_backbone_main", "write a tiny random backbone (model + tokenizer, built offline) for demos and tests")
+    register_tool("merge-lora", "tvau_lightning.tasks.rae:merge_lora_main",
+                  "merge a stage-2 checkpoint's LoRA into a self-contained Hugging Face model folder")
     register_tool("build-dataset", "tvau_lightning.builder.command:build_dataset_main", "build the fine-grained dialogue dataset (annotator LVLM + exact geometry), resumable")
 
 

@@ -8,7 +8,6 @@ model takes in ``TINY_FRAME_SIZE``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import torch
@@ -26,26 +25,6 @@ TINY_FRAME_SIZE: dict[str, tuple[int, int]] = {
     "llava": (32, 32),
     "llava_next": (32, 32),
 }
-
-
-@pytest.fixture(scope="session")
-def tiny_backbone_dir(tmp_path_factory) -> Callable[[str], Path]:
-    """``family → folder`` of a tiny random backbone saved with ``build_tiny_backbone(family, dir, seed=0)``.
-
-    Built lazily, once per session. Tests that modify a folder must copy it first.
-    """
-    from tvau_lightning.backbones.tiny import build_tiny_backbone
-
-    cache: dict[str, Path] = {}
-
-    def get(family: str) -> Path:
-        if family not in cache:
-            out = tmp_path_factory.mktemp(f"tiny_{family}") / "model"
-            build_tiny_backbone(family, out, seed=0)
-            cache[family] = out
-        return cache[family]
-
-    return get
 
 
 @pytest.fixture

@@ -20,12 +20,8 @@ def small_ubnormal(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def tiny_qwen_dir(tmp_path_factory) -> Path:
-    from tvau_lightning.backbones.tiny import build_tiny_backbone
-
-    out = tmp_path_factory.mktemp("tasks") / "tiny_qwen2_5_vl"
-    build_tiny_backbone("qwen2_5_vl", out, seed=0)
-    return out
+def tiny_qwen_dir(tiny_backbone_dir) -> Path:
+    return tiny_backbone_dir("qwen2_5_vl")
 
 
 @pytest.fixture

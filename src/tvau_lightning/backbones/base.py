@@ -302,7 +302,7 @@ class BackboneAdapter(nn.Module, ABC):
         self.tokenizer = tokenizer
         self.config = config
         self.vision_only = vision_only
-        self._peft_model: Any = None
+        self._set_peft(None)
 
     # ---- loading ---------------------------------------------------------------------------------
 
@@ -727,7 +727,12 @@ class BackboneAdapter(nn.Module, ABC):
             target_modules=self.lora_target_regex(settings),
             bias="none",
         )
-        self._peft_model = get_peft_model(self.model, cfg)
+        self._set_peft(get_peft_model(self.model, cfg))
+
+    def _set_peft(self, peft_model: Any) -> None:
+        # The peft wrapper shares its modules with ``self.model``; keep it out of the module tree so that
+        # state dicts and parameter lists see each weight once, under ``model.``.
+        object.__setattr__(self, "_peft_model", peft_model)
 
     @property
     def has_lora(self) -> bool:
@@ -753,14 +758,14 @@ class BackboneAdapter(nn.Module, ABC):
         self._require_language_model("load_lora")
         if self._peft_model is not None:
             raise BackboneError("LoRA is already applied to this backbone")
-        self._peft_model = PeftModel.from_pretrained(self.model, str(directory), is_trainable=trainable)
+        self._set_peft(PeftModel.from_pretrained(self.model, str(directory), is_trainable=trainable))
 
     def merge_lora(self) -> None:
         """Fold the LoRA weights into the base weights (the model stays a plain transformers model)."""
         if self._peft_model is None:
             raise BackboneError("no LoRA adapter to merge")
         self.model = self._peft_model.merge_and_unload()
-        self._peft_model = None
+        self._set_peft(None)
 
     def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
         """Save a self-contained Hugging Face folder (model + tokenizer) that :func:`load_backbone` loads."""
