@@ -55,6 +55,7 @@ def _register_builtin_tools() -> None:
     register_tool("merge-lora", "tvau_lightning.tasks.rae:merge_lora_main",
                   "merge a stage-2 checkpoint's LoRA into a self-contained Hugging Face model folder")
     register_tool("build-dataset", "tvau_lightning.builder.command:build_dataset_main", "build the fine-grained dialogue dataset (annotator LVLM + exact geometry), resumable")
+    register_tool("analyze", "tvau_lightning.inference.analyze:analyze_main", "analyze one video: heatmap overlay video, frame scores, regions/tracks, answers")
 
 
 def _run_tool(name: str, argv: Sequence[str]) -> int:

@@ -1,4 +1,5 @@
-"""Heatmap visualisation in plain torch: colormap, overlay, boxes, mask contours, frame tiles.
+"""Heatmap visualisation in plain torch: colormap, overlay, boxes, mask contours, frame tiles, the frame-score
+strip and text labels (PIL's bitmap font).
 
 Used by ``tvau analyze`` (overlay videos), TensorBoard logging during training and the notebooks. All
 functions take and return uint8 RGB frames ``(..., H, W, 3)`` so their outputs can be written as video or
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -96,3 +98,126 @@ def tile_frames(frames: torch.Tensor, ncols: int = 4, pad: int = 2) -> torch.Ten
         r, c = divmod(i, ncols)
         canvas[r * (h + pad):r * (h + pad) + h, c * (w + pad):c * (w + pad) + w] = frames[i].cpu()
     return canvas
+
+
+# ---- colours per track, text, the frame-score strip, video-friendly sizes ------------------------------
+
+#: distinct box colours, one per region track (cycled)
+TRACK_COLORS: tuple[tuple[int, int, int], ...] = (
+    (255, 220, 0), (0, 230, 255), (255, 80, 200), (120, 255, 80), (255, 150, 40), (170, 120, 255),
+    (255, 255, 255), (40, 160, 255),
+)
+STRIP_BACKGROUND = (24, 24, 28)
+STRIP_NORMAL = (70, 170, 255)
+STRIP_ABNORMAL = (255, 70, 50)
+STRIP_LABEL = (255, 0, 160)
+
+
+def track_color(track_id: int) -> tuple[int, int, int]:
+    """The box colour of region track ``track_id`` (``-1`` = not on a track → yellow)."""
+    return YELLOW if track_id < 0 else TRACK_COLORS[track_id % len(TRACK_COLORS)]
+
+
+def draw_text(image: torch.Tensor, text: str, xy: tuple[int, int], color: tuple[int, int, int] = (255, 255, 255),
+              background: tuple[int, int, int] | None = None) -> torch.Tensor:
+    """Write ``text`` with PIL's built-in bitmap font at ``xy = (x, y)`` (top-left) on ``(H, W, 3)`` uint8,
+    over a filled ``background`` box when given (readable over any content)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    canvas = Image.fromarray(image.cpu().numpy())
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default()
+    if background is not None:
+        x1, y1, x2, y2 = draw.textbbox(xy, text, font=font)
+        draw.rectangle((x1 - 1, y1 - 1, x2 + 1, y2 + 1), fill=background)
+    draw.text(xy, text, fill=color, font=font)
+    return torch.from_numpy(np.asarray(canvas).copy()).to(image.device)
+
+
+def _column_frames(num_frames: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each of ``width`` columns the half-open frame range ``[start, end)`` it shows (never empty)."""
+    x = torch.arange(width + 1, dtype=torch.float64)
+    edges = (x * num_frames / width).floor().long()
+    start = edges[:-1].clamp(max=num_frames - 1)
+    end = torch.maximum(edges[1:], start + 1)
+    return start, end
+
+
+def score_strip(scores: torch.Tensor | Sequence[float], width: int, height: int, *,
+                labels: torch.Tensor | Sequence[int] | None = None, threshold: float = 0.5) -> torch.Tensor:
+    """A frame-score timeline ``(height, width, 3)`` uint8 (the bottom band of ``tvau analyze``'s overlay).
+
+    Column ``x`` shows frames ``floor(x·N/width) … floor((x+1)·N/width) − 1`` (their maximum score; one frame
+    spans several columns when ``N < width``) as a bar from the bottom, red above ``threshold`` and blue below;
+    a dotted grey line marks the threshold, and when ``labels (N,)`` are given a magenta band along the top
+    marks the ground-truth abnormal frames.
+    """
+    s = torch.as_tensor(scores, dtype=torch.float32).reshape(-1).clamp(0.0, 1.0)
+    n = s.numel()
+    if n == 0 or width < 1 or height < 4:
+        raise ValueError(f"score_strip needs at least one score and a width >= 1, height >= 4 (got {n}, {width}x{height})")
+    strip = torch.tensor(STRIP_BACKGROUND, dtype=torch.uint8).expand(height, width, 3).clone()
+    start, end = _column_frames(n, width)
+    # the maximum over each column's frames, gathered over a window padded to the widest column
+    span = int((end - start).max())
+    offsets = (start[:, None] + torch.arange(span)[None, :]).clamp(max=n - 1)
+    inside = offsets < end[:, None]
+    column = torch.where(inside, s[offsets], torch.zeros(())).amax(dim=1)
+    band = 3 if labels is not None else 0
+    plot_h = height - band - 1
+    bar = (column * plot_h).round().long()  # pixels of bar per column
+    rows = torch.arange(height)[:, None]
+    filled = rows >= (height - bar)[None, :]
+    colour = torch.where((column > threshold)[:, None], torch.tensor(STRIP_ABNORMAL), torch.tensor(STRIP_NORMAL))
+    strip[filled] = colour.to(torch.uint8)[None, :, :].expand(height, width, 3)[filled]
+    line_row = height - 1 - int(round(threshold * plot_h))
+    dots = torch.arange(width) % 4 < 2
+    strip[line_row, dots] = torch.tensor((150, 150, 150), dtype=torch.uint8)
+    if labels is not None:
+        lab = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
+        if lab.numel() != n:
+            raise ValueError(f"labels must have one entry per score ({n}), got {lab.numel()}")
+        marked = torch.where(inside, lab[offsets] > 0, torch.zeros((), dtype=torch.bool)).any(dim=1)
+        strip[:band, marked] = torch.tensor(STRIP_LABEL, dtype=torch.uint8)
+    return strip
+
+
+def strip_cursor(strip: torch.Tensor, frame: int, num_frames: int, text: str | None = None) -> torch.Tensor:
+    """A copy of a :func:`score_strip` with a white cursor on ``frame`` (and ``text`` at its top-left)."""
+    out = strip.clone()
+    height, width = out.shape[:2]
+    start, end = _column_frames(num_frames, width)
+    cols = torch.nonzero((start <= frame) & (frame < end)).flatten()
+    if cols.numel():
+        out[:, int(cols[0]):int(cols[-1]) + 1] = torch.tensor((255, 255, 255), dtype=torch.uint8)
+    if text and height >= 12:
+        out = draw_text(out, text, (3, 1), background=STRIP_BACKGROUND)
+    return out
+
+
+def even_size(frames: torch.Tensor) -> torch.Tensor:
+    """Pad ``(..., H, W, 3)`` uint8 frames with one black row/column where ``H``/``W`` is odd (H.264 in
+    yuv420p needs even sides)."""
+    pad_h, pad_w = frames.shape[-3] % 2, frames.shape[-2] % 2
+    if not (pad_h or pad_w):
+        return frames
+    return F.pad(frames, (0, 0, 0, pad_w, 0, pad_h))
+
+
+def analysis_frame(frame: torch.Tensor, heatmap: torch.Tensor, boxes: Sequence[Sequence[float]], *,
+                   track_ids: Sequence[int] | None = None, strip: torch.Tensor | None = None,
+                   alpha: float = 0.45, min_value: float = 0.0, thickness: int = 2) -> torch.Tensor:
+    """One frame of an analysis overlay: the heatmap ``(H, W)`` blended on ``frame (H, W, 3)`` uint8, the
+    region boxes (coloured by track id), and an optional strip stacked below; sides padded to even.
+
+    Returns ``(H + strip_h (+1), W (+1), 3)`` uint8.
+    """
+    out = overlay_heatmap(frame, heatmap, alpha=alpha, min_value=min_value)
+    ids = list(track_ids) if track_ids is not None else [-1] * len(boxes)
+    for box, tid in zip(boxes, ids):
+        out = draw_boxes(out, [box], color=track_color(int(tid)), thickness=thickness)
+    if strip is not None:
+        if strip.shape[1] != out.shape[1]:
+            raise ValueError(f"strip width {strip.shape[1]} differs from the frame width {out.shape[1]}")
+        out = torch.cat([out, strip.to(out.device)], dim=0)
+    return even_size(out)
