@@ -11,7 +11,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningModule
 
 from tvau_lightning.backbones.base import BackboneAdapter, BackboneConfig, load_backbone
 from tvau_lightning.data.types import ClipBatch
@@ -25,12 +24,11 @@ from tvau_lightning.modules.ahd import (
     upsample_heatmap,
 )
 from tvau_lightning.modules.prompts import PromptBank
+from tvau_lightning.tasks.base import FrozenBackboneTask
 from tvau_lightning.tasks.schedules import warmup_cosine
 
-BACKBONE_PREFIX = "backbone."
 
-
-class AHDTask(LightningModule):
+class AHDTask(FrozenBackboneTask):
     """Train and evaluate the AHD.
 
     Args:
@@ -99,8 +97,6 @@ class AHDTask(LightningModule):
             # the LLM was only needed for the prototypes: drop back to a vision-only backbone
             self.backbone = load_backbone(backbone, vision_only=True).freeze()
             self.backbone.eval()
-        # checkpoints hold the AHD only; the frozen backbone is rebuilt from its config
-        self.strict_loading = False
         self.val_metrics = self._make_metrics()
         self.test_metrics = self._make_metrics()
 
@@ -122,17 +118,6 @@ class AHDTask(LightningModule):
         mode = self.hparams.text_embedding_mode
         rows = [self.backbone.embed_text(sentences, mode=mode).float().mean(0) for sentences in (normal, abnormal)]
         return torch.stack(rows)
-
-    def train(self, mode: bool = True) -> AHDTask:
-        super().train(mode)
-        self.backbone.eval()  # frozen: no dropout / norm updates, ever
-        return self
-
-    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """Everything but the frozen backbone (which is rebuilt from its config on load)."""
-        full = super().state_dict(*args, **kwargs)
-        prefix = kwargs.get("prefix", "")
-        return type(full)((k, v) for k, v in full.items() if not k.startswith(prefix + BACKBONE_PREFIX))
 
     # ---- forward ---------------------------------------------------------------------------------
 

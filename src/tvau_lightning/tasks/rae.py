@@ -1,0 +1,343 @@
+"""Stage 2: the RAE task — heatmap-grounded multi-turn anomaly dialogue (SPEC §4, paper §4.1).
+
+The frozen AHD (from a stage-1 checkpoint) turns each clip into class heatmaps; the RAE turns those into
+prompt tokens placed after the visual tokens; the language model (LoRA on q_proj/v_proj) learns to answer
+on assistant turns only. Trainable: RAE (+ its markers) and LoRA; checkpoints hold exactly those.
+
+Ablations (paper Table 4) are switches: ``use_ahd=False`` feeds the RAE zero heatmaps (it degenerates to a
+learned soft prompt), ``use_rae=False`` injects no prompt tokens, ``lora=None`` keeps the LLM frozen; all
+three off is the zero-shot backbone.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tvau_lightning.backbones.base import (
+    BackboneAdapter,
+    BackboneConfig,
+    LoRASettings,
+    VideoInputs,
+    load_backbone,
+)
+from tvau_lightning.data.dialogue import DialogueBatch
+from tvau_lightning.data.dialogue_schema import Turn
+from tvau_lightning.metrics import BLEU4, YesNoAccuracy
+from tvau_lightning.modules.ahd import AnomalyHeatmapDecoder
+from tvau_lightning.modules.rae import RegionAwareAnomalyEncoder
+from tvau_lightning.tasks.base import FrozenBackboneTask
+from tvau_lightning.tasks.schedules import warmup_cosine
+
+#: text fields scored with BLEU-4 at test time (the paper reports target and trajectory)
+BLEU_KINDS: tuple[str, ...] = ("target", "trajectory", "anchor")
+
+
+def load_ahd_from_checkpoint(path: str | os.PathLike[str], backbone: BackboneAdapter) -> AnomalyHeatmapDecoder:
+    """Rebuild the stage-1 AHD (weights + prototypes) from an ``AHDTask`` checkpoint, for ``backbone``."""
+    ckpt = torch.load(str(path), map_location="cpu", weights_only=False)
+    hp = ckpt.get("hyper_parameters", {})
+    state = {k[len("ahd."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("ahd.")}
+    if not state:
+        raise ValueError(f"{path} holds no AHD weights (keys 'ahd.*'); is it a stage-1 AHDTask checkpoint?")
+    n_layers = sum(1 for k in state if k.endswith(".0.weight") and k.startswith("projections."))
+    vision_dim = state["projections.0.0.weight"].shape[1]
+    text_dim = state["prototypes"].shape[1]
+    if text_dim != backbone.text_hidden_size or vision_dim != backbone.vision_hidden_size:
+        raise ValueError(
+            f"{path} was trained for a backbone with vision width {vision_dim} and LLM width {text_dim}, but the "
+            f"configured backbone has {backbone.vision_hidden_size} and {backbone.text_hidden_size}; use the "
+            "stage-1 checkpoint of the same backbone"
+        )
+    ahd = AnomalyHeatmapDecoder(
+        [vision_dim] * n_layers,
+        text_dim,
+        hidden_dim=state["projections.0.0.weight"].shape[0],
+        logit_scale=float(hp.get("logit_scale", 100.0)),
+        learnable_scale=bool(hp.get("learnable_scale", False)),
+        fusion=str(hp.get("fusion", "softmax")),
+        frame_head="frame_head.weight" in state,
+    )
+    ahd.load_state_dict(state)
+    return ahd
+
+
+class RAETask(FrozenBackboneTask):
+    """Train RAE + LoRA on dialogue data; test with multi-turn generation and text metrics.
+
+    Args:
+        backbone: the LVLM (full model; for phase B, the merged phase-A folder from ``tvau merge-lora``).
+        ahd_checkpoint: stage-1 ``AHDTask`` checkpoint (required when ``use_ahd``).
+        use_ahd: feed real heatmaps to the RAE (off: zero heatmaps — the "w/o AHD" ablation).
+        use_rae: inject RAE prompt tokens (off: no prompt tokens — "w/o RAE").
+        lora: LoRA settings for the language model, ``None`` = no LoRA (frozen LLM).
+        init_checkpoint: an earlier ``RAETask`` checkpoint whose RAE weights start this run (phase B starts
+            from phase A; its LoRA is expected to be merged into ``backbone`` already).
+        rae_hidden_channels: ``C_h`` of the RAE conv backbone.
+        rae_conv_layers: conv+GELU layers of the RAE.
+        num_base_tokens: learnable base prompts (10).
+        lr: peak AdamW learning rate (2e-4).
+        weight_decay: AdamW weight decay.
+        warmup_ratio: warm-up fraction of the cosine schedule.
+        max_length: maximum sequence length (2048 in the paper).
+        gradient_checkpointing: recompute LLM activations in backward to save memory.
+        max_new_tokens: generation budget per answer at test time.
+    """
+
+    def __init__(
+        self,
+        backbone: BackboneConfig,
+        ahd_checkpoint: str | None = None,
+        use_ahd: bool = True,
+        use_rae: bool = True,
+        lora: LoRASettings | None = None,
+        init_checkpoint: str | None = None,
+        rae_hidden_channels: int = 64,
+        rae_conv_layers: int = 3,
+        num_base_tokens: int = 10,
+        lr: float = 2e-4,
+        weight_decay: float = 0.0,
+        warmup_ratio: float = 0.03,
+        max_length: int = 2048,
+        gradient_checkpointing: bool = False,
+        max_new_tokens: int = 48,
+    ) -> None:
+        super().__init__()
+        if use_ahd and ahd_checkpoint is None:
+            raise ValueError("use_ahd=True needs ahd_checkpoint (a stage-1 AHDTask checkpoint); or set use_ahd=false")
+        self.save_hyperparameters()
+        self.backbone: BackboneAdapter = load_backbone(backbone, vision_only=False).freeze()
+        self.backbone.eval()
+        self.ahd: AnomalyHeatmapDecoder | None = None
+        if use_ahd:
+            self.ahd = load_ahd_from_checkpoint(ahd_checkpoint, self.backbone).requires_grad_(False).eval()
+        self.layers = self.backbone.layers if self.ahd is None else self.backbone.layers[: self.ahd.num_layers]
+        self.rae = RegionAwareAnomalyEncoder(
+            self.backbone.text_hidden_size,
+            hidden_channels=rae_hidden_channels,
+            num_conv_layers=rae_conv_layers,
+            num_base_tokens=num_base_tokens,
+        ) if use_rae else None
+        if init_checkpoint is not None:
+            self._load_rae_from(init_checkpoint)
+        if lora is not None:
+            self.backbone.apply_lora(lora)
+        if gradient_checkpointing:
+            self.backbone.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.bleu = torch.nn.ModuleDict({k: BLEU4() for k in BLEU_KINDS})
+        self.yes_no = YesNoAccuracy()
+
+    # ---- weights ---------------------------------------------------------------------------------
+
+    def _load_rae_from(self, path: str) -> None:
+        if self.rae is None:
+            return
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        state = {k[len("rae."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("rae.")}
+        if not state:
+            raise ValueError(f"{path} holds no RAE weights (keys 'rae.*'); is it an RAETask checkpoint?")
+        self.rae.load_state_dict(state)
+
+    def keeps_in_checkpoint(self, key: str) -> bool:
+        """Only the trainable weights: RAE (with its markers) and LoRA."""
+        return key.startswith("rae.") or "lora_" in key
+
+    def train(self, mode: bool = True) -> RAETask:
+        super().train(mode)
+        if self.backbone.has_lora and mode:
+            # LoRA dropout is the only training-mode behaviour inside the frozen LLM
+            for name, module in self.backbone.model.named_modules():
+                if "lora_dropout" in name:
+                    module.train(True)
+        if self.ahd is not None:
+            self.ahd.eval()
+        return self
+
+    # ---- forward pieces --------------------------------------------------------------------------
+
+    def encode_clips(self, frames: torch.Tensor, fps: torch.Tensor) -> tuple[VideoInputs, torch.Tensor, torch.Tensor | None]:
+        """One vision pass: ``(video inputs, visual tokens (B, N, D), prompt embeddings (B, K, D) or None)``."""
+        video = self.backbone.preprocess_video(frames, fps=fps).to(self.backbone.device, self.backbone.dtype)
+        with torch.no_grad():
+            vision = self.backbone.encode_video(video, self.layers if self.ahd is not None else [1],
+                                                visual_tokens=True)
+            class_maps = None
+            if self.ahd is not None:
+                class_maps = self.ahd([vision.layer_features[i] for i in self.layers]).class_maps
+        prompts = None
+        if self.rae is not None:
+            if class_maps is None:
+                t, h, w = video.grid
+                class_maps = torch.zeros(frames.shape[0], t, 2, h, w, device=self.device)
+            prompts = self.rae(class_maps.float())
+        return video, vision.visual_tokens, prompts
+
+    def dialogue_loss(self, batch: DialogueBatch) -> torch.Tensor:
+        video, visual_tokens, prompts = self.encode_clips(batch.frames, batch.fps)
+        inputs = self.backbone.build_dialogue_inputs(
+            batch.turns, video=video, num_prompt_tokens=0 if prompts is None else prompts.shape[1],
+            padding_side="right", max_length=self.hparams.max_length,
+        ).to(self.backbone.device)
+        embeds = self.backbone.embed_dialogue(inputs, visual_tokens, prompts)
+        loss, _ = self.backbone.forward_dialogue(inputs, embeds)
+        if loss is None:
+            loss = embeds.sum() * 0.0
+        if prompts is None and self.rae is not None:
+            # keep every trainable parameter in the graph so DDP never waits for a missing gradient
+            loss = loss + sum(p.sum() for p in self.rae.parameters()) * 0.0
+        return loss
+
+    def training_step(self, batch: DialogueBatch, batch_idx: int) -> torch.Tensor:
+        loss = self.dialogue_loss(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch.batch_size)
+        return loss
+
+    def validation_step(self, batch: DialogueBatch, batch_idx: int) -> None:
+        loss = self.dialogue_loss(batch)
+        self.log("val/loss", loss, prog_bar=True, batch_size=batch.batch_size, sync_dist=True)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        params = [p for p in self.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("nothing to train: enable use_rae and/or lora (the zero-shot setting is test-only)")
+        optimizer = torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = warmup_cosine(optimizer, total_steps=total, warmup_ratio=self.hparams.warmup_ratio,
+                                  peak_lr=self.hparams.lr, min_lr=0.0 if self.hparams.lr == 0 else self.hparams.lr * 1e-3)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ---- multi-turn generation -------------------------------------------------------------------
+
+    @torch.no_grad()
+    def answer(self, frames: torch.Tensor, fps: torch.Tensor, histories: Sequence[Sequence[Turn]]) -> list[str]:
+        """The next assistant message for each dialogue history (each ends with a user question)."""
+        video, visual_tokens, prompts = self.encode_clips(frames, fps)
+        inputs = self.backbone.build_dialogue_inputs(
+            histories, video=video, num_prompt_tokens=0 if prompts is None else prompts.shape[1],
+            add_generation_prompt=True, padding_side="left", max_length=self.hparams.max_length,
+        ).to(self.backbone.device)
+        embeds = self.backbone.embed_dialogue(inputs, visual_tokens, prompts)
+        return self.backbone.generate(inputs, embeds, max_new_tokens=self.hparams.max_new_tokens)
+
+    @torch.no_grad()
+    def converse(self, batch: DialogueBatch) -> list[list[tuple[Turn, str]]]:
+        """Multi-turn generation in each dialogue's order (judgment → target → trajectory → anchors):
+        every question is asked with the model's own earlier answers as history. Returns, per dialogue,
+        (reference assistant turn, generated answer) pairs."""
+        histories: list[list[Turn]] = [[] for _ in batch.turns]
+        results: list[list[tuple[Turn, str]]] = [[] for _ in batch.turns]
+        n_rounds = max(sum(t.role == "assistant" for t in turns) for turns in batch.turns)
+        for round_idx in range(n_rounds):
+            active, questions, references = [], [], []
+            for b, turns in enumerate(batch.turns):
+                pairs = [(turns[i], turns[i + 1]) for i in range(0, len(turns) - 1, 2)]
+                if round_idx < len(pairs):
+                    active.append(b)
+                    questions.append(pairs[round_idx][0])
+                    references.append(pairs[round_idx][1])
+            idx = torch.tensor(active)
+            answers = self.answer(batch.frames[idx], batch.fps[idx],
+                                  [histories[b] + [q] for b, q in zip(active, questions)])
+            for b, q, ref, ans in zip(active, questions, references, answers):
+                histories[b] += [q, Turn("assistant", ans, ref.kind)]
+                results[b].append((ref, ans))
+        return results
+
+    def test_step(self, batch: DialogueBatch, batch_idx: int) -> None:
+        for record, pairs in zip(batch.records, self.converse(batch)):
+            clip = f"{record.video_id}:{record.frame_range}"
+            for turn_idx, (ref, answer) in enumerate(pairs):
+                # sample ids let the metrics drop clips that DistributedSampler repeats to even out ranks
+                sample_id = [f"{clip}:{turn_idx}"]
+                if ref.kind == "yesno":
+                    self.yes_no.update([answer], [ref.content], sample_ids=sample_id)
+                elif ref.kind in self.bleu:
+                    self.bleu[ref.kind].update([answer], [record.references_for(ref.kind)], sample_ids=sample_id)
+
+    def on_test_epoch_end(self) -> None:
+        values: dict[str, torch.Tensor] = {}
+        for kind, metric in self.bleu.items():
+            if metric.update_count:
+                values[f"test/bleu4_{kind}"] = torch.as_tensor(metric.compute(), dtype=torch.float32)
+            metric.reset()
+        if self.yes_no.update_count:
+            yn = self.yes_no.compute()
+            values["test/yes_no_accuracy"] = torch.as_tensor(yn["accuracy"], dtype=torch.float32)
+            values["test/yes_no_balanced_accuracy"] = torch.as_tensor(yn["balanced_accuracy"], dtype=torch.float32)
+        self.yes_no.reset()
+        if values:
+            self.log_dict(values)
+
+    def predict_step(self, batch: DialogueBatch, batch_idx: int) -> list[dict[str, Any]]:
+        return [
+            {"video_id": record.video_id, "answers": [{"kind": ref.kind, "question": None, "reference": ref.content,
+                                                       "answer": ans} for ref, ans in pairs]}
+            for record, pairs in zip(batch.records, self.converse(batch))
+        ]
+
+
+# --------------------------------------------------------------------------------------------------
+# Merging LoRA into a self-contained model folder
+# --------------------------------------------------------------------------------------------------
+
+
+def merge_lora_checkpoint(checkpoint: str | os.PathLike[str], output_dir: str | os.PathLike[str]) -> Path:
+    """Load an ``RAETask`` checkpoint's backbone with its LoRA weights, merge them, and save a
+    self-contained Hugging Face folder (``load_backbone`` loads it). Written to a temporary folder first,
+    then renamed, so a failure never leaves a half-written model."""
+    ckpt = torch.load(str(checkpoint), map_location="cpu", weights_only=False)
+    hp = ckpt.get("hyper_parameters", {})
+    if "backbone" not in hp:
+        raise ValueError(f"{checkpoint} has no backbone hyper-parameters; is it an RAETask checkpoint?")
+    lora = hp.get("lora")
+    if lora is None:
+        raise ValueError(f"{checkpoint} was trained without LoRA (lora: null); there is nothing to merge")
+    backbone_cfg = hp["backbone"]
+    if not isinstance(backbone_cfg, BackboneConfig):
+        backbone_cfg = BackboneConfig(**dict(backbone_cfg))
+    if not isinstance(lora, LoRASettings):
+        lora = LoRASettings(**dict(lora))
+    adapter = load_backbone(backbone_cfg, vision_only=False)
+    adapter.apply_lora(lora)
+    prefix = "backbone."
+    lora_state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix) and "lora_" in k}
+    if not lora_state:
+        raise ValueError(f"{checkpoint} holds no LoRA weights")
+    missing = adapter.load_state_dict(lora_state, strict=False)
+    unexpected = [k for k in missing.unexpected_keys if "lora_" in k]
+    if unexpected:
+        raise ValueError(f"{checkpoint}: LoRA weights do not match the backbone (e.g. {unexpected[0]})")
+    adapter.merge_lora()
+    output_dir = Path(output_dir)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
+    backup = output_dir.with_name(f".{output_dir.name}.old")
+    try:
+        adapter.save_pretrained(tmp)
+        if output_dir.exists():
+            output_dir.rename(backup)
+        tmp.rename(output_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(backup, ignore_errors=True)
+    return output_dir
+
+
+def merge_lora_main(argv: Sequence[str]) -> int:
+    """``tvau merge-lora --ckpt RAE.ckpt --out DIR``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="tvau merge-lora",
+                                     description="Merge a stage-2 checkpoint's LoRA into a self-contained HF folder.")
+    parser.add_argument("--ckpt", required=True, help="RAETask checkpoint (.ckpt)")
+    parser.add_argument("--out", required=True, help="output model folder (replaced atomically if it exists)")
+    args = parser.parse_args(list(argv))
+    out = merge_lora_checkpoint(args.ckpt, args.out)
+    print(f"merged model written to {out}")
+    return 0

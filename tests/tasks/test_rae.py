@@ -1,0 +1,259 @@
+"""Stage 2 (RAE + LoRA): what trains, what the prompts do, multi-turn generation, the phase A → B → test →
+merge pipeline through `tvau`, every backbone family, DDP, and an overfitting check."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from tvau_lightning.backbones.base import BackboneConfig, LoRASettings, load_backbone
+from tvau_lightning.data.dialogue import DialogueDataset, collate_dialogues
+from tvau_lightning.data.dialogue_schema import Turn
+from tvau_lightning.metrics.functional import normalize_yes_no
+from tvau_lightning.tasks.ahd import AHDTask
+from tvau_lightning.tasks.rae import RAETask
+
+FRAME_SIZE = {"qwen2_5_vl": (64, 96), "internvl": (32, 32), "llava": (32, 32), "llava_next": (32, 32)}
+NUM_FRAMES = 4
+
+
+@pytest.fixture(scope="module")
+def dialogues(small_ubnormal, tmp_path_factory) -> dict[str, Path]:
+    """Dialogue JSONL files of every split of the small synthetic UBnormal (ground-truth annotator)."""
+    from tvau_lightning.builder.command import build_dataset_main
+
+    out = tmp_path_factory.mktemp("dialogues")
+    files = {}
+    for split in ("training", "validation", "test"):
+        code = build_dataset_main(["--source", "ubnormal", "--root", str(small_ubnormal.root),
+                                   "--split-dir", str(small_ubnormal.split_dir), "--split", split,
+                                   "--annotator", "ground-truth", "--out", str(out / split), "--no-progress"])
+        assert code == 0
+        files[split] = out / split
+    return files
+
+
+@pytest.fixture(scope="module")
+def ahd_checkpoint(tiny_backbone_dir, tmp_path_factory):
+    """``family → path`` of an (untrained) stage-1 checkpoint for that family's tiny backbone."""
+    cache: dict[str, Path] = {}
+
+    def get(family: str) -> Path:
+        if family not in cache:
+            task = AHDTask(BackboneConfig(path=str(tiny_backbone_dir(family)), dtype="float32"))
+            path = tmp_path_factory.mktemp("ahd") / f"{family}.ckpt"
+            torch.save({"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams)}, path)
+            cache[family] = path
+        return cache[family]
+
+    return get
+
+
+def _task(tiny_backbone_dir, ahd_checkpoint, family="qwen2_5_vl", **kwargs) -> RAETask:
+    torch.manual_seed(0)
+    kwargs.setdefault("lora", LoRASettings(rank=8, alpha=16, dropout=0.0))
+    kwargs.setdefault("use_ahd", True)
+    return RAETask(BackboneConfig(path=str(tiny_backbone_dir(family)), dtype="float32"),
+                   ahd_checkpoint=str(ahd_checkpoint(family)) if kwargs["use_ahd"] else None, **kwargs)
+
+
+def _batch(dialogues, family="qwen2_5_vl", split="training", phase="phase_a", n=2):
+    ds = DialogueDataset(dialogues[split] / f"{phase}.jsonl", NUM_FRAMES, FRAME_SIZE[family])
+    return collate_dialogues([ds[i] for i in range(min(n, len(ds)))])
+
+
+def test_only_rae_and_lora_receive_gradients(tiny_backbone_dir, ahd_checkpoint, dialogues):
+    task = _task(tiny_backbone_dir, ahd_checkpoint)
+    task.train()
+    task.dialogue_loss(_batch(dialogues)).backward()
+    with_grad = {n for n, p in task.named_parameters() if p.grad is not None}
+    assert with_grad, "no gradients at all"
+    assert all(n.startswith("rae.") or "lora_" in n for n in with_grad), sorted(with_grad)
+    assert {n for n, _ in task.rae.named_parameters(prefix="rae")} <= with_grad  # markers included
+    lora_b = [p for n, p in task.named_parameters() if "lora_B" in n]
+    assert lora_b and all(p.grad.abs().sum() > 0 for p in lora_b)
+    trainable = {n for n, p in task.named_parameters() if p.requires_grad}
+    assert trainable == with_grad
+    assert set(task.state_dict()) == {f"{n}" for n in trainable}  # checkpoints hold trainable weights only
+
+
+def test_prompt_tokens_change_the_logits(tiny_backbone_dir, ahd_checkpoint, dialogues):
+    task = _task(tiny_backbone_dir, ahd_checkpoint).eval()
+    batch = _batch(dialogues, n=1)
+    video, visual, prompts = task.encode_clips(batch.frames, batch.fps)
+    inputs = task.backbone.build_dialogue_inputs(batch.turns, video=video, num_prompt_tokens=prompts.shape[1])
+    other = task.rae(torch.rand(1, video.grid[0], 2, *video.grid[1:]))  # different heatmaps, same clip
+    with torch.no_grad():
+        _, a = task.backbone.forward_dialogue(inputs, task.backbone.embed_dialogue(inputs, visual, prompts))
+        _, b = task.backbone.forward_dialogue(inputs, task.backbone.embed_dialogue(inputs, visual, other))
+    first_prompt = int(inputs.prompt_mask[0].nonzero()[0])
+    assert torch.equal(a[0, :first_prompt], b[0, :first_prompt])  # causal: nothing before the prompts moves
+    assert (a[0, first_prompt:] - b[0, first_prompt:]).abs().max() > 1e-4
+
+
+def test_loss_only_on_assistant_answers(tiny_backbone_dir, ahd_checkpoint, dialogues):
+    task = _task(tiny_backbone_dir, ahd_checkpoint)
+    batch = _batch(dialogues, n=2)
+    video, _, prompts = task.encode_clips(batch.frames, batch.fps)
+    inputs = task.backbone.build_dialogue_inputs(batch.turns, video=video, num_prompt_tokens=prompts.shape[1])
+    tok = task.backbone.tokenizer
+    suffix = task.backbone.chat_format.assistant_suffix
+    for b, turns in enumerate(batch.turns):
+        labelled = inputs.labels[b][inputs.labels[b] != -100].tolist()
+        expected = []
+        for t in turns:
+            if t.role == "assistant":
+                expected += task.backbone.tokenize(t.content + suffix)
+        assert labelled == expected, tok.decode(labelled)
+        assert not (inputs.labels[b] != -100)[inputs.visual_mask[b] | inputs.prompt_mask[b]].any()
+
+
+def test_multi_turn_generation_equals_step_by_step(tiny_backbone_dir, ahd_checkpoint, dialogues):
+    task = _task(tiny_backbone_dir, ahd_checkpoint, max_new_tokens=6).eval()
+    batch = _batch(dialogues, split="test", phase="phase_b", n=2)
+    batched = task.converse(batch)
+    for b, turns in enumerate(batch.turns):
+        history: list[Turn] = []
+        for i, (ref, (ref2, answer)) in enumerate(zip([t for t in turns if t.role == "assistant"], batched[b])):
+            question = [t for t in turns if t.role == "user"][i]
+            step = task.answer(batch.frames[b:b + 1], batch.fps[b:b + 1], [history + [question]])[0]
+            assert ref2 == ref and step == answer
+            history += [question, Turn("assistant", step, ref.kind)]
+
+
+def test_ablations_and_heatmap_free_batches(tiny_backbone_dir, ahd_checkpoint, dialogues):
+    batch = _batch(dialogues, n=1)
+    no_ahd = _task(tiny_backbone_dir, ahd_checkpoint, use_ahd=False)
+    assert no_ahd.ahd is None
+    _, _, prompts = no_ahd.encode_clips(batch.frames, batch.fps)
+    assert prompts is not None  # zero heatmaps: the RAE is a learned soft prompt
+    no_ahd.dialogue_loss(batch).backward()
+    no_rae = _task(tiny_backbone_dir, ahd_checkpoint, use_rae=False)
+    assert no_rae.encode_clips(batch.frames, batch.fps)[2] is None
+    assert torch.isfinite(no_rae.dialogue_loss(batch))
+    zero_shot = _task(tiny_backbone_dir, ahd_checkpoint, use_ahd=False, use_rae=False, lora=None)
+    with pytest.raises(ValueError, match="nothing to train"):
+        zero_shot.configure_optimizers()
+    assert isinstance(zero_shot.answer(batch.frames, batch.fps, [[batch.turns[0][0]]])[0], str)
+    with pytest.raises(ValueError, match="ahd_checkpoint"):
+        RAETask(BackboneConfig(path=str(tiny_backbone_dir("qwen2_5_vl"))), use_ahd=True)
+
+
+@pytest.mark.parametrize("family", ["internvl", "llava", "llava_next"])
+def test_every_family_trains_and_answers(tiny_backbone_dir, ahd_checkpoint, dialogues, family):
+    task = _task(tiny_backbone_dir, ahd_checkpoint, family=family, max_new_tokens=4)
+    batch = _batch(dialogues, family=family, n=2)
+    task.train()
+    loss = task.dialogue_loss(batch)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None for p in task.rae.parameters())
+    task.eval()
+    answers = task.answer(batch.frames, batch.fps, [[t[0]] for t in batch.turns])
+    assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
+
+
+def test_overfits_a_handful_of_yes_no_dialogues(tiny_backbone_dir, ahd_checkpoint, dialogues):
+    """A tiny model trained on six clips reproduces their yes/no answers from the video alone."""
+    frames, fps, questions, labels = [], [], [], []
+    for split in ("training", "validation", "test"):
+        ds = DialogueDataset(dialogues[split] / "phase_a.jsonl", NUM_FRAMES, FRAME_SIZE["qwen2_5_vl"])
+        for i in range(len(ds)):
+            s = ds[i]
+            frames.append(s.frames)
+            fps.append(s.fps)
+            questions.append(s.turns[:2])
+            labels.append(s.record.label)
+    assert sorted(set(labels)) == [0, 1]
+    task = _task(tiny_backbone_dir, ahd_checkpoint, lora=LoRASettings(rank=8, alpha=16, dropout=0.0), lr=1e-2)
+    frames, fps = torch.stack(frames), torch.tensor(fps)
+    from tvau_lightning.data.dialogue import DialogueBatch
+
+    batch = DialogueBatch(frames=frames, turns=questions, records=[None] * len(labels), fps=fps,
+                          frame_index=torch.zeros(len(labels), NUM_FRAMES, dtype=torch.long))
+    opt = torch.optim.AdamW([p for p in task.parameters() if p.requires_grad], lr=1e-2)
+    task.train()
+    for _ in range(80):
+        loss = task.dialogue_loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    task.eval()
+    answers = task.answer(frames, fps, [[q[0]] for q in questions])
+    assert [normalize_yes_no(a) for a in answers] == ["yes" if y else "no" for y in labels], answers
+
+
+def _rae_config(family_dir: str, ahd: str, dialogues: dict[str, Path], out: Path, phase: str,
+                **model_args) -> dict:
+    return {
+        "seed_everything": 0,
+        "model": {"class_path": "tvau_lightning.tasks.rae.RAETask",
+                  "init_args": {"backbone": {"path": family_dir, "dtype": "float32"}, "ahd_checkpoint": ahd,
+                                "lora": {"rank": 4, "alpha": 8, "dropout": 0.05}, "lr": 2e-3,
+                                "max_new_tokens": 8, **model_args}},
+        "data": {"class_path": "tvau_lightning.data.dialogue.DialogueDataModule",
+                 "init_args": {"train_file": str(dialogues["training"] / f"{phase}.jsonl"),
+                               "val_file": str(dialogues["validation"] / f"{phase}.jsonl"),
+                               "test_file": str(dialogues["test"] / f"{phase}.jsonl"),
+                               "num_frames": NUM_FRAMES, "frame_size": list(FRAME_SIZE["qwen2_5_vl"])}},
+        "trainer": {"accelerator": "cpu", "max_epochs": 1, "enable_progress_bar": False,
+                    "enable_model_summary": False, "log_every_n_steps": 1, "default_root_dir": str(out),
+                    "callbacks": [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                                   "init_args": {"dirpath": str(out / "ckpt"), "filename": "best",
+                                                 "monitor": "val/loss", "mode": "min", "save_last": True,
+                                                 "enable_version_counter": False}}]},
+    }
+
+
+def test_phase_a_then_b_then_test_then_merge(tiny_backbone_dir, ahd_checkpoint, dialogues, tmp_path, cli_runner):
+    from tvau_lightning.cli import main
+
+    qwen, ahd = str(tiny_backbone_dir("qwen2_5_vl")), str(ahd_checkpoint("qwen2_5_vl"))
+    cfg_a = tmp_path / "a.yaml"
+    cfg_a.write_text(yaml.safe_dump(_rae_config(qwen, ahd, dialogues, tmp_path / "a", "phase_a")))
+    fitted_a = cli_runner(["fit", "--config", str(cfg_a)])
+    assert "val/loss" in fitted_a
+    ckpt_a = tmp_path / "a" / "ckpt" / "best.ckpt"
+    assert main(["merge-lora", "--ckpt", str(ckpt_a), "--out", str(tmp_path / "merged_a")]) == 0
+
+    cfg_b = tmp_path / "b.yaml"
+    cfg_b.write_text(yaml.safe_dump(_rae_config(
+        str(tmp_path / "merged_a"), ahd, dialogues, tmp_path / "b", "phase_b", init_checkpoint=str(ckpt_a),
+        lora={"rank": 4, "alpha": 8, "dropout": 0.05, "last_n_layers": 1})))
+    cli_runner(["fit", "--config", str(cfg_b)])
+    ckpt_b = tmp_path / "b" / "ckpt" / "best.ckpt"
+    state_b = torch.load(ckpt_b, map_location="cpu", weights_only=False)["state_dict"]
+    lora_layers = {k.split("layers.")[1].split(".")[0] for k in state_b if "lora_" in k}
+    assert lora_layers == {"1"}  # phase B: LoRA on the last layer(s) only
+    tested = cli_runner(["test", "--config", str(cfg_b), "--ckpt_path", str(ckpt_b)])
+    for key in ("test/yes_no_accuracy", "test/yes_no_balanced_accuracy", "test/bleu4_target",
+                "test/bleu4_trajectory"):
+        assert 0.0 <= tested[key] <= 1.0, key
+
+    assert main(["merge-lora", "--ckpt", str(ckpt_b), "--out", str(tmp_path / "merged_b")]) == 0
+    merged = load_backbone(str(tmp_path / "merged_b"), dtype="float32")
+    # merged weights == base + LoRA: same logits as the LoRA-wrapped phase-B model from its checkpoint
+    task = RAETask.load_from_checkpoint(ckpt_b, map_location="cpu").eval()
+    ids = torch.tensor([merged.tokenize("is there any anomaly in the video")])
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        ref = task.backbone.model(input_ids=ids, attention_mask=mask).logits
+        out = merged.model(input_ids=ids, attention_mask=mask).logits
+    assert torch.allclose(ref, out, atol=1e-4)
+
+
+@pytest.mark.ddp
+def test_ddp_fit_runs(tiny_backbone_dir, ahd_checkpoint, dialogues, tmp_path):
+    cfg = tmp_path / "ddp.yaml"
+    cfg.write_text(yaml.safe_dump(_rae_config(str(tiny_backbone_dir("qwen2_5_vl")), str(ahd_checkpoint("qwen2_5_vl")),
+                                              dialogues, tmp_path / "run", "phase_b")))
+    proc = subprocess.run([sys.executable, "-m", "tvau_lightning.cli", "fit", "--config", str(cfg),
+                           "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.limit_train_batches", "2",
+                           "--trainer.limit_val_batches", "1"], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "run" / "ckpt" / "last.ckpt").is_file()
