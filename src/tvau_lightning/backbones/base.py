@@ -295,9 +295,12 @@ class BackboneAdapter(nn.Module, ABC):
     model_types: ClassVar[tuple[str, ...]] = ()
     #: frames merged into one temporal step of the vision grid (Qwen2.5-VL: 2, per-frame towers: 1)
     temporal_patch_size: ClassVar[int] = 1
+    #: the ``BackboneConfig.vision_path`` values the family implements (``fast`` only where it has one)
+    vision_paths: ClassVar[tuple[str, ...]] = ("stock",)
 
     def __init__(self, model: nn.Module, tokenizer: Any, config: BackboneConfig, *, vision_only: bool) -> None:
         super().__init__()
+        self.check_vision_path(config)
         self.model = model
         self.tokenizer = tokenizer
         self.config = config
@@ -312,6 +315,23 @@ class BackboneAdapter(nn.Module, ABC):
         cls, config: BackboneConfig, *, vision_only: bool = False, device: torch.device | str | None = None
     ) -> BackboneAdapter:
         """Load from ``config.path`` (local folder or cached hub id). ``vision_only`` skips the LLM."""
+
+    @classmethod
+    def check_vision_path(cls, config: BackboneConfig) -> None:
+        """Raise :class:`BackboneError` when ``config.vision_path`` / ``compile_vision`` ask for a vision path
+        this family does not have (checked before any weight is read)."""
+        if config.vision_path not in cls.vision_paths:
+            raise BackboneError(
+                f"vision_path {config.vision_path!r} is not available for the {cls.family or cls.__name__} backbone "
+                f"({config.path}); it offers {', '.join(repr(p) for p in cls.vision_paths)}. Set `vision_path: stock` "
+                "in the backbone config (the batched-windows `fast` path exists for Qwen2.5-VL only)"
+            )
+        if config.compile_vision and config.vision_path == "stock":
+            raise BackboneError(
+                f"compile_vision: true needs `vision_path: fast` ({config.path}); torch.compile of the stock "
+                "towers is not wired (for Qwen2.5-VL it does not help: its per-window Python loop stays). Set "
+                "`vision_path: fast` or `compile_vision: false`"
+            )
 
     # ---- tiny random models (backbones/tiny.py) --------------------------------------------------
 
@@ -856,6 +876,7 @@ def load_backbone(
     model_dir = resolve_model_dir(config.path, local_files_only=config.local_files_only)
     cls = adapter_class_for(read_model_type(model_dir))
     resolved = BackboneConfig(**{**config.__dict__, "path": str(model_dir)})
+    cls.check_vision_path(resolved)
     return cls.from_pretrained(resolved, vision_only=vision_only, device=device)
 
 

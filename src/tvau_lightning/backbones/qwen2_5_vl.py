@@ -14,6 +14,12 @@ Family quirks handled here (checked against transformers 5.23):
   window index over merge blocks, then the 2×2 order unfolded) to row-major ``(B, T', H', W', C)`` grids.
   Block outputs are taken with forward hooks on the stock blocks (the stock forward stays the single source
   of truth for attention); when no LLM tokens are needed the pass stops after the deepest requested block.
+* **Fast vision path.** ``vision_path: fast`` runs the same weights through
+  :class:`~tvau_lightning.backbones.qwen2_5_vl_fast.FastQwen2_5VisionTower` (windows of equal length batched
+  into one SDPA call, ragged edge windows grouped by length; optional ``torch.compile`` with
+  ``compile_vision``): layer grids and merged tokens from one pass, equal to the stock tower up to float
+  rounding. The wrapper is held outside the module tree, so the stock tower stays the only owner of the
+  weights (state dicts and parameter lists are those of the stock path).
 * **Positions.** The language model needs ``input_ids`` and ``mm_token_type_ids`` alongside
   ``inputs_embeds`` or it silently uses 1-D positions; with them (and ``video_grid_thw`` plus the real
   ``second_per_grid_ts`` = 2 / fps) it builds the 3-D mRoPE positions itself. Placeholder ids are
@@ -53,6 +59,7 @@ from tvau_lightning.backbones.base import (
     resolve_dtype,
     resolve_model_dir,
 )
+from tvau_lightning.backbones.qwen2_5_vl_fast import FastQwen2_5VisionTower
 
 __all__ = ["QWEN_DEFAULT_FPS", "Qwen2_5_VLAdapter", "window_merge_unit_order"]
 
@@ -161,6 +168,7 @@ class Qwen2_5_VLAdapter(BackboneAdapter):
     family = "qwen2_5_vl"
     model_types = ("qwen2_5_vl",)
     temporal_patch_size = 2
+    vision_paths = ("stock", "fast")
 
     def __init__(self, model: nn.Module, tokenizer: Any, config: BackboneConfig, *, vision_only: bool) -> None:
         super().__init__(model, tokenizer, config, vision_only=vision_only)
@@ -178,6 +186,8 @@ class Qwen2_5_VLAdapter(BackboneAdapter):
         self.window_size = int(vc.window_size)
         if config.visual_token_pool < 1:
             raise BackboneError(f"visual_token_pool must be >= 1, got {config.visual_token_pool}")
+        # the fast wrapper shares the stock tower's modules; kept out of the module tree (see _set_peft)
+        object.__setattr__(self, "_fast_visual", None)
 
     # ---- loading ---------------------------------------------------------------------------------
 
@@ -377,18 +387,31 @@ class Qwen2_5_VLAdapter(BackboneAdapter):
             raise BackboneError(f"fps must be positive and finite, got {values.tolist()}")
         return (self.temporal_patch_size / values).contiguous()
 
+    @property
+    def fast_visual(self) -> FastQwen2_5VisionTower:
+        """The batched-windows tower over the stock tower's weights (built on first use; rebuilt if the stock
+        module object was replaced). Not a submodule: the stock tower owns the parameters."""
+        fast = self._fast_visual
+        if fast is None or fast.visual is not self.visual:
+            fast = FastQwen2_5VisionTower(self.visual, compile=self.config.compile_vision)
+            object.__setattr__(self, "_fast_visual", fast)
+        return fast
+
     def encode_video(
         self, inputs: VideoInputs, layers: Sequence[int] | None = None, *, visual_tokens: bool = True
     ) -> VisionOutput:
-        """One pass of the stock tower: ``layer_features[i] (B, T', H', W', C_vis)`` in row-major order for
-        each requested 1-based block ``i``, and ``visual_tokens (B, N, D)`` (merger output, after
-        ``visual_token_pool``) when asked for."""
+        """One vision pass (the ``vision_path`` of the config): ``layer_features[i] (B, T', H', W', C_vis)`` in
+        row-major order for each requested 1-based block ``i``, and ``visual_tokens (B, N, D)`` (merger output,
+        after ``visual_token_pool``) when asked for. Without visual tokens the pass stops after the deepest
+        requested block."""
         wanted = sorted(set(int(i) for i in (layers if layers is not None else self.layers)))
         bad = [i for i in wanted if not 1 <= i <= self.num_vision_layers]
         if bad:
             raise BackboneError(
                 f"vision layers {bad} out of range: this tower has blocks 1..{self.num_vision_layers} (1-based)"
             )
+        if self.config.vision_path == "fast":
+            return self._encode_video_fast(inputs, wanted, visual_tokens=visual_tokens)
         visual = self.visual
         grid_thw = inputs.extras["video_grid_thw"]
         param = next(visual.parameters())
@@ -434,12 +457,31 @@ class Qwen2_5_VLAdapter(BackboneAdapter):
         tokens = None
         if visual_tokens:
             assert merged is not None
-            tokens = merged.view(b, gt, gh // m, gw // m, -1)
-            pool = self.config.visual_token_pool
-            if pool > 1:
-                tokens = F.avg_pool2d(tokens.flatten(0, 1).permute(0, 3, 1, 2), pool).permute(0, 2, 3, 1)
-            tokens = tokens.reshape(b, -1, tokens.shape[-1])
+            tokens = self._llm_tokens(merged, inputs)
         return VisionOutput(layer_features=features, visual_tokens=tokens)
+
+    def _encode_video_fast(self, inputs: VideoInputs, wanted: list[int], *, visual_tokens: bool) -> VisionOutput:
+        """:meth:`encode_video` through :attr:`fast_visual`: grids from the window-ordered block outputs,
+        tokens from the (already un-permuted) merger output."""
+        if not wanted and not visual_tokens:
+            return VisionOutput(layer_features={}, visual_tokens=None)
+        fast = self.fast_visual
+        param = next(fast.visual.parameters())
+        pixels = inputs.pixel_values.to(device=param.device, dtype=param.dtype)
+        out = fast(pixels, inputs.extras["video_grid_thw"], layers=wanted, return_merged=visual_tokens)
+        features = {i: out.stacked_grid(i) for i in wanted}
+        tokens = self._llm_tokens(out.pooler_output, inputs) if visual_tokens else None
+        return VisionOutput(layer_features=features, visual_tokens=tokens)
+
+    def _llm_tokens(self, merged: torch.Tensor, inputs: VideoInputs) -> torch.Tensor:
+        """Merger output ``(B·T'·H'/m·W'/m, D)`` in row-major merge-block order → ``(B, N, D)`` LLM tokens
+        (average-pooled by ``visual_token_pool``)."""
+        b, (gt, gh, gw), m = inputs.batch_size, inputs.grid, self.spatial_merge_size
+        tokens = merged.view(b, gt, gh // m, gw // m, -1)
+        pool = self.config.visual_token_pool
+        if pool > 1:
+            tokens = F.avg_pool2d(tokens.flatten(0, 1).permute(0, 3, 1, 2), pool).permute(0, 2, 3, 1)
+        return tokens.reshape(b, -1, tokens.shape[-1])
 
     # ---- text ------------------------------------------------------------------------------------
 
