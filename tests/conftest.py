@@ -50,3 +50,44 @@ def tiny_backbone_dir(tmp_path_factory) -> Callable[[str], Path]:
         return cache[family]
 
     return get
+
+
+# --------------------------------------------------------------------------------------------- a fitted stage-1 AHD
+# A small synthetic UBnormal and an AHD fitted on it for a few seconds (tiny Qwen2.5-VL backbone), through the real
+# `tvau fit` path, so its checkpoint has the real layout (ahd.* weights, hyper-parameters, DataModule
+# hyper-parameters). It localises the synthetic anomalies well (frame AUC ~1). Used by the inference and notebook
+# tests; tests must not modify these files (copy them first).
+
+
+@pytest.fixture(scope="session")
+def fitted_ahd(tmp_path_factory, tiny_backbone_dir):
+    """``SimpleNamespace(data, backbone, checkpoint, config)`` of a briefly fitted stage-1 AHD."""
+    from types import SimpleNamespace
+
+    import yaml
+
+    from tvau_lightning.cli import lightning_cli
+    from tvau_lightning.data.synthetic import write_synthetic_ubnormal
+
+    out = tmp_path_factory.mktemp("fitted_ahd")
+    data = write_synthetic_ubnormal(out / "ubnormal", videos_per_split=2, abnormal_per_split=1, num_frames=32, seed=3)
+    backbone = tiny_backbone_dir("qwen2_5_vl")
+    config = {
+        "seed_everything": 0,
+        "model": {"class_path": "tvau_lightning.tasks.ahd.AHDTask",
+                  "init_args": {"backbone": {"path": str(backbone), "dtype": "float32"}, "logit_scale": 10.0,
+                                "lr": 3.0e-3, "log_heatmaps": 0}},
+        "data": {"class_path": "tvau_lightning.data.ubnormal.UBnormalDataModule",
+                 "init_args": {"root": str(data.root), "split_dir": str(data.split_dir), "clip_len": 8,
+                               "frame_size": [64, 96], "train_clip_step": 8, "include_normal": False}},
+        "trainer": {"accelerator": "cpu", "max_epochs": 4, "limit_val_batches": 0, "num_sanity_val_steps": 0,
+                    "logger": False, "enable_progress_bar": False, "enable_model_summary": False,
+                    "default_root_dir": str(out),
+                    "callbacks": [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                                   "init_args": {"dirpath": str(out / "ckpt"), "filename": "ahd",
+                                                 "enable_version_counter": False}}]},
+    }
+    path = out / "ahd.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    lightning_cli(["fit", "--config", str(path)])
+    return SimpleNamespace(data=data, backbone=backbone, checkpoint=out / "ckpt" / "ahd.ckpt", config=path)

@@ -80,7 +80,7 @@ from tvau_lightning.inference.models import (
     read_checkpoint,
     resolve_device,
 )
-from tvau_lightning.inference.visualize import analysis_frame, score_strip, strip_cursor
+from tvau_lightning.inference.visualize import decorate_frame, overlay_heatmap, score_strip, strip_cursor
 from tvau_lightning.metrics.regions import heatmap_to_detections, link_boxes
 from tvau_lightning.modules.ahd import frame_scores, upsample_heatmap
 
@@ -340,13 +340,12 @@ def overlay_frames(
     for start in range(0, n, chunk):
         indices = np.arange(start, min(n, start + chunk))
         frames = source.read(indices)
-        heat = analysis.frame_heatmaps(indices)
+        blended = overlay_heatmap(frames, analysis.frame_heatmaps(indices), alpha=alpha, min_value=min_value)
         for k, f in enumerate(indices.tolist()):
             boxes, _, ids = analysis.frame_regions(f)
             label = f"frame {f}/{n - 1}  score {analysis.scores[f]:.2f}"
             bar = None if strip is None else strip_cursor(strip, f, n, label)
-            yield analysis_frame(frames[k], heat[k], boxes.tolist(), track_ids=ids.tolist(), strip=bar,
-                                 alpha=alpha, min_value=min_value, thickness=thickness)
+            yield decorate_frame(blended[k], boxes.tolist(), track_ids=ids.tolist(), strip=bar, thickness=thickness)
 
 
 def write_video(path: str | os.PathLike[str], frames: Iterator[torch.Tensor] | Sequence[torch.Tensor],
@@ -564,27 +563,24 @@ class LoadedModels:
 def load_models(*, ckpt: str | None, rae_ckpt: str | None, backbone: str | None = None,
                 frame_size: Sequence[int] | None = None, clip_len: int | None = None,
                 device: str = "auto", dtype: str = "auto") -> LoadedModels:
-    """Load the AHD (and the RAE) for inference. With an RAE checkpoint, its own backbone and frozen AHD make
-    the heatmaps too (``ckpt`` then replaces the stage-1 checkpoint it names), so one backbone is in memory."""
+    """Load the AHD (and the RAE) for inference.
+
+    With an RAE checkpoint, its backbone and frozen AHD make the heatmaps too (``ckpt`` then replaces the stage-1
+    checkpoint it names), so one backbone is in memory. Frame size and clip length come from the stage-1
+    checkpoint's DataModule unless given; they are checked before any weights are loaded.
+    """
+    from tvau_lightning.inference.models import resolve_stored_path
+
     if ckpt is None and rae_ckpt is None:
         raise ValueError("pass --ckpt AHD.ckpt (stage 1) and/or --rae-ckpt RAE.ckpt (stage 2)")
     dev = resolve_device(device)
     info: dict[str, Any] = {"device": str(dev), "dtype": dtype_name(dtype, dev)}
-    rae = rae_settings = None
-    if rae_ckpt is not None:
-        rae_raw = read_checkpoint(rae_ckpt)
-        rae = load_rae_task(rae_ckpt, backbone=backbone, ahd_checkpoint=ckpt, device=dev, dtype=dtype, ckpt=rae_raw)
-        rae_settings = clip_settings(rae_raw)
-        ahd_path = rae.hparams.get("ahd_checkpoint")
-        info["rae_checkpoint"] = str(rae_ckpt)
-        ahd_raw = read_checkpoint(ahd_path) if ahd_path else None
-        heatmaps = HeatmapPredictor(rae)
-    else:
-        ahd_path = ckpt
-        ahd_raw = read_checkpoint(ckpt)
-        heatmaps = HeatmapPredictor(load_ahd_task(ckpt, backbone=backbone, device=dev, dtype=dtype, ckpt=ahd_raw))
-    info["ahd_checkpoint"] = None if ahd_path is None else str(ahd_path)
-    stored = clip_settings(ahd_raw) if ahd_raw is not None else rae_settings
+    rae_raw = read_checkpoint(rae_ckpt) if rae_ckpt is not None else None
+    ahd_path = ckpt
+    if ahd_path is None and rae_raw is not None and rae_raw["hyper_parameters"].get("ahd_checkpoint"):
+        ahd_path = resolve_stored_path(str(rae_raw["hyper_parameters"]["ahd_checkpoint"]), rae_ckpt)
+    ahd_raw = read_checkpoint(ahd_path) if ahd_path is not None else None
+    stored = clip_settings(ahd_raw if ahd_raw is not None else rae_raw)
     size = tuple(int(v) for v in frame_size) if frame_size else stored.frame_size
     length = clip_len or stored.clip_len
     if size is None:
@@ -592,9 +588,22 @@ def load_models(*, ckpt: str | None, rae_ckpt: str | None, backbone: str | None 
                               "--frame-size H W (the training frame size)")
     if length is None:
         raise CheckpointError(f"{ahd_path or rae_ckpt} does not record its clip length; pass --clip-len N")
-    info.update({"frame_size": list(size), "clip_len": int(length), "backbone": str(heatmaps.backbone.config.path)})
+    rae = None
+    if rae_raw is not None:
+        rae = load_rae_task(rae_ckpt, backbone=backbone, ahd_checkpoint=ckpt, device=dev, dtype=dtype, ckpt=rae_raw)
+        info["rae_checkpoint"] = str(rae_ckpt)
+    if rae is not None and rae.ahd is not None:
+        heatmaps = HeatmapPredictor(rae)
+    elif ahd_raw is not None:
+        heatmaps = HeatmapPredictor(load_ahd_task(ahd_path, backbone=backbone, device=dev, dtype=dtype, ckpt=ahd_raw))
+    else:
+        raise CheckpointError(f"{rae_ckpt} was trained without the AHD (use_ahd: false); pass --ckpt AHD.ckpt for "
+                              "the heatmaps")
+    info.update({"ahd_checkpoint": None if ahd_path is None else str(ahd_path), "frame_size": list(size),
+                 "clip_len": int(length), "backbone": str(heatmaps.backbone.config.path)})
     models = LoadedModels(heatmaps, (int(size[0]), int(size[1])), int(length), rae=rae, info=info)
     if rae is not None:
+        rae_settings = clip_settings(rae_raw)
         models.rae_frame_size = rae_settings.frame_size or models.frame_size
         models.rae_num_frames = rae_settings.clip_len or models.clip_len
         info["rae_frame_size"], info["rae_num_frames"] = list(models.rae_frame_size), models.rae_num_frames

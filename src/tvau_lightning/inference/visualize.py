@@ -204,15 +204,11 @@ def even_size(frames: torch.Tensor) -> torch.Tensor:
     return F.pad(frames, (0, 0, 0, pad_w, 0, pad_h))
 
 
-def analysis_frame(frame: torch.Tensor, heatmap: torch.Tensor, boxes: Sequence[Sequence[float]], *,
-                   track_ids: Sequence[int] | None = None, strip: torch.Tensor | None = None,
-                   alpha: float = 0.45, min_value: float = 0.0, thickness: int = 2) -> torch.Tensor:
-    """One frame of an analysis overlay: the heatmap ``(H, W)`` blended on ``frame (H, W, 3)`` uint8, the
-    region boxes (coloured by track id), and an optional strip stacked below; sides padded to even.
-
-    Returns ``(H + strip_h (+1), W (+1), 3)`` uint8.
-    """
-    out = overlay_heatmap(frame, heatmap, alpha=alpha, min_value=min_value)
+def decorate_frame(frame: torch.Tensor, boxes: Sequence[Sequence[float]], *, track_ids: Sequence[int] | None = None,
+                   strip: torch.Tensor | None = None, thickness: int = 2) -> torch.Tensor:
+    """Region boxes (coloured by track id) on ``frame (H, W, 3)`` uint8 and an optional strip ``(h, W, 3)``
+    stacked below; sides padded to even. Returns ``(H + h (+1), W (+1), 3)`` uint8."""
+    out = frame
     ids = list(track_ids) if track_ids is not None else [-1] * len(boxes)
     for box, tid in zip(boxes, ids):
         out = draw_boxes(out, [box], color=track_color(int(tid)), thickness=thickness)
@@ -221,3 +217,12 @@ def analysis_frame(frame: torch.Tensor, heatmap: torch.Tensor, boxes: Sequence[S
             raise ValueError(f"strip width {strip.shape[1]} differs from the frame width {out.shape[1]}")
         out = torch.cat([out, strip.to(out.device)], dim=0)
     return even_size(out)
+
+
+def analysis_frame(frame: torch.Tensor, heatmap: torch.Tensor, boxes: Sequence[Sequence[float]], *,
+                   track_ids: Sequence[int] | None = None, strip: torch.Tensor | None = None,
+                   alpha: float = 0.45, min_value: float = 0.0, thickness: int = 2) -> torch.Tensor:
+    """One frame of an analysis overlay: the heatmap ``(H, W)`` blended on ``frame (H, W, 3)`` uint8, then
+    :func:`decorate_frame` (boxes coloured by track, the strip below, even sides)."""
+    blended = overlay_heatmap(frame, heatmap, alpha=alpha, min_value=min_value)
+    return decorate_frame(blended, boxes, track_ids=track_ids, strip=strip, thickness=thickness)
