@@ -305,11 +305,14 @@ class VideoClipDataset(Dataset, abc.ABC):
 
 
 class VideoClipDataModule(LightningDataModule, abc.ABC):
-    """Shared DataModule logic: one dataset per split built on first use, loaders with :func:`collate_clips`.
+    """Shared DataModule logic: one dataset per split built on first use, loaders with :attr:`collate_fn`.
 
     Subclasses implement :meth:`_make_dataset`; the train split uses ``train`` sampling (shuffled), the
     others ``eval`` sampling (every frame once, in order). ``predict`` reads the test split.
     """
+
+    #: how items of this DataModule's datasets are batched
+    collate_fn = staticmethod(collate_clips)
 
     def __init__(self, batch_size: int = 1, num_workers: int = 0, pin_memory: bool = False) -> None:
         super().__init__()
@@ -320,13 +323,13 @@ class VideoClipDataModule(LightningDataModule, abc.ABC):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
-        self._datasets: dict[str, VideoClipDataset] = {}
+        self._datasets: dict[str, Dataset] = {}
 
     @abc.abstractmethod
-    def _make_dataset(self, split: str) -> VideoClipDataset:
+    def _make_dataset(self, split: str) -> Dataset:
         """Build the dataset of ``train``, ``val`` or ``test``."""
 
-    def dataset(self, split: str) -> VideoClipDataset:
+    def dataset(self, split: str) -> Dataset:
         """The dataset of ``split`` (``train``, ``val``, ``test``; ``predict`` = ``test``), built on first use."""
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
@@ -347,7 +350,7 @@ class VideoClipDataModule(LightningDataModule, abc.ABC):
             batch_size=self.batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,
-            collate_fn=collate_clips,
+            collate_fn=self.collate_fn,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
         )

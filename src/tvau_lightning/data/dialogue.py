@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from tvau_lightning.data.clips import VideoClipDataModule
 from tvau_lightning.data.dialogue_schema import DialogueRecord, Turn, load_dialogues
 from tvau_lightning.data.transforms import resize_frames
 from tvau_lightning.data.video import open_video
@@ -146,7 +146,7 @@ class DialogueDataset(Dataset):
         )
 
 
-class DialogueDataModule(LightningDataModule):
+class DialogueDataModule(VideoClipDataModule):
     """Train/val/test dialogue JSONL files → batches of :class:`DialogueBatch`.
 
     Args:
@@ -157,7 +157,10 @@ class DialogueDataModule(LightningDataModule):
         frame_size: ``(H, W)`` frames are resized to (multiples of 28 for Qwen2.5-VL).
         batch_size: clips per batch.
         num_workers: DataLoader workers.
+        pin_memory: pin batches in page-locked memory (faster copies to a GPU).
     """
+
+    collate_fn = staticmethod(collate_dialogues)
 
     def __init__(
         self,
@@ -168,39 +171,16 @@ class DialogueDataModule(LightningDataModule):
         frame_size: tuple[int, int] = (336, 336),
         batch_size: int = 1,
         num_workers: int = 0,
+        pin_memory: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory)
         self.save_hyperparameters()
         self.files = {"train": train_file, "val": val_file, "test": test_file or val_file}
-        self._datasets: dict[str, DialogueDataset] = {}
+        self.num_frames = num_frames
+        self.frame_size = tuple(frame_size)
 
-    def dataset(self, split: str) -> DialogueDataset:
-        """The dataset of ``split`` (``train``, ``val``, ``test``), loaded on first use."""
-        if split not in self._datasets:
-            path = self.files.get(split)
-            if path is None:
-                raise ValueError(f"DialogueDataModule has no {split} file; set {split}_file")
-            self._datasets[split] = DialogueDataset(path, self.hparams.num_frames, tuple(self.hparams.frame_size))
-        return self._datasets[split]
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            self.dataset(split),
-            batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
-            num_workers=self.hparams.num_workers,
-            collate_fn=collate_dialogues,
-            persistent_workers=self.hparams.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+    def _make_dataset(self, split: str) -> DialogueDataset:
+        path = self.files.get(split)
+        if path is None:
+            raise ValueError(f"DialogueDataModule has no {split} file; set {split}_file")
+        return DialogueDataset(path, self.num_frames, self.frame_size)

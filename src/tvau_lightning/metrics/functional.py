@@ -17,6 +17,8 @@ import torch
 from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 from scipy.stats import rankdata
 
+from tvau_lightning.metrics.regions import ArrayLike, to_numpy
+
 __all__ = [
     "RegionTrackCurves",
     "bleu4",
@@ -30,23 +32,8 @@ __all__ = [
     "yes_no_accuracy",
 ]
 
-ArrayLike = np.ndarray | torch.Tensor | Sequence
-
-
-def _to_numpy(x: ArrayLike, dtype: type | None = None) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu()
-        if x.is_floating_point() and x.dtype not in (torch.float32, torch.float64):
-            x = x.float()
-        x = x.numpy()
-    return np.asarray(x, dtype=dtype)
-
-
-# ============================================================================================ frame AUROC
-
-
 def _binary_labels(labels: ArrayLike, what: str) -> np.ndarray:
-    y = _to_numpy(labels).reshape(-1)
+    y = to_numpy(labels).reshape(-1)
     if y.dtype != bool:
         bad = ~np.isin(y, (0, 1))
         if bad.any():
@@ -56,7 +43,7 @@ def _binary_labels(labels: ArrayLike, what: str) -> np.ndarray:
 
 
 def _scores(scores: ArrayLike, what: str) -> np.ndarray:
-    s = _to_numpy(scores, np.float64).reshape(-1)
+    s = to_numpy(scores, np.float64).reshape(-1)
     if not np.isfinite(s).all():
         raise ValueError(f"{what}: scores contain NaN or infinite values")
     return s
@@ -163,7 +150,7 @@ class RegionTrackCurves:
 
 
 def _rows(value: ArrayLike, width: int, what: str) -> np.ndarray:
-    a = _to_numpy(value, np.float64)
+    a = to_numpy(value, np.float64)
     if a.size == 0:
         return np.zeros((0, width), dtype=np.float64)
     if a.ndim == 1 and a.shape[0] == width:
@@ -322,7 +309,7 @@ def rbdc_tbdc_curves(
     gt_track: list[np.ndarray] = []
     empty_tracks = 0
     for video, tracks in gt_tracks.items():
-        if isinstance(tracks, (np.ndarray, torch.Tensor)) and _to_numpy(tracks).ndim == 2:
+        if isinstance(tracks, (np.ndarray, torch.Tensor)) and to_numpy(tracks).ndim == 2:
             raise ValueError(f"gt_tracks[{video!r}] must be a list of (n, 5) arrays (one per track), got one 2-D "
                              "array; wrap a single track in a list")
         for t, track in enumerate(tracks):

@@ -25,7 +25,11 @@ _PER_FRAME_EIGHT = np.zeros((3, 3, 3), dtype=bool)
 _PER_FRAME_EIGHT[1] = True
 
 
-def _to_numpy(x: np.ndarray | torch.Tensor | Sequence, dtype: type | None = None) -> np.ndarray:
+ArrayLike = np.ndarray | torch.Tensor | Sequence
+
+
+def to_numpy(x: ArrayLike, dtype: type | None = None) -> np.ndarray:
+    """A numpy view/copy of a tensor, array or sequence (half-precision tensors become float32)."""
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu()
         if x.is_floating_point() and x.dtype not in (torch.float32, torch.float64):
@@ -42,7 +46,7 @@ def _check_volume(name: str, volume: np.ndarray, frame_index: np.ndarray) -> Non
 
 
 def _original_size(original_size: Sequence[int] | np.ndarray | torch.Tensor) -> tuple[int, int]:
-    size = _to_numpy(original_size).reshape(-1)
+    size = to_numpy(original_size).reshape(-1)
     if size.shape != (2,) or (size < 1).any():
         raise ValueError(f"original_size must be (H, W) with positive entries, got {size.tolist()}")
     return int(size[0]), int(size[1])
@@ -98,8 +102,8 @@ def heatmap_to_detections(
     Returns:
         ``(m, 6)`` float64 rows ``(frame, x1, y1, x2, y2, score)``, inclusive pixel boxes, sorted by frame.
     """
-    heat = _to_numpy(heatmap)
-    index = _to_numpy(frame_index).astype(np.int64, copy=False)
+    heat = to_numpy(heatmap)
+    index = to_numpy(frame_index).astype(np.int64, copy=False)
     _check_volume("heatmap", heat, index)
     if not np.isfinite(heat).all():
         raise ValueError("heatmap contains NaN or infinite values")
@@ -131,8 +135,8 @@ def masks_to_frame_boxes(
     Returns:
         ``(n, 5)`` int64 rows ``(frame, x1, y1, x2, y2)`` (inclusive), by frame then raster order.
     """
-    binary = _to_numpy(masks)
-    index = _to_numpy(frame_index).astype(np.int64, copy=False)
+    binary = to_numpy(masks)
+    index = to_numpy(frame_index).astype(np.int64, copy=False)
     _check_volume("masks", binary, index)
     keep = index >= 0
     binary, index = binary[keep] != 0, index[keep]
@@ -168,7 +172,7 @@ def link_boxes(rows: np.ndarray | torch.Tensor, *, link_iou: float = 0.1) -> lis
     Returns:
         tracks in creation order, each an ``(k, 5)`` int64 array sorted by frame.
     """
-    table = _to_numpy(rows).astype(np.int64, copy=False).reshape(-1, 5)
+    table = to_numpy(rows).astype(np.int64, copy=False).reshape(-1, 5)
     if not 0.0 < link_iou <= 1.0:
         raise ValueError(f"link_iou must be in (0, 1], got {link_iou}")
     table = table[np.argsort(table[:, 0], kind="stable")]
