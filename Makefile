@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 DEMO_DIR ?= demo
 STAMP := $(VENV)/.installed
 
-.PHONY: help install test test-slow test-all lint demo clean-demo
+.PHONY: help install test test-slow test-all lint demo notebooks clean-demo
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-12s %s\n", $$1, $$2}'
@@ -42,7 +42,12 @@ demo: $(STAMP)  ## synthetic UBnormal → tiny backbone → fit AHD → test →
 	$(BIN)/tvau make-tiny-backbone --family qwen2_5_vl --out $(DEMO_DIR)/backbones/tiny_qwen2_5_vl
 	$(BIN)/tvau fit --config configs/demo/ahd_tiny.yaml
 	$(BIN)/tvau test --config configs/demo/ahd_tiny.yaml --ckpt_path $(DEMO_DIR)/runs/ahd/checkpoints/best.ckpt
-	@echo "Demo done: checkpoints and TensorBoard logs in $(DEMO_DIR)/runs/ahd (tensorboard --logdir $(DEMO_DIR)/runs/ahd)"
+	video=$$(find $(DEMO_DIR)/data/ubnormal -name "$$(head -n1 $(DEMO_DIR)/data/ubnormal/scripts/abnormal_test_video_names.txt).mp4") && \
+	  $(BIN)/tvau analyze "$$video" --ckpt $(DEMO_DIR)/runs/ahd/checkpoints/best.ckpt --out $(DEMO_DIR)/analyze --overwrite
+	@echo "Demo done: checkpoints and TensorBoard logs in $(DEMO_DIR)/runs/ahd (tensorboard --logdir $(DEMO_DIR)/runs/ahd), one analyzed test video in $(DEMO_DIR)/analyze"
+
+notebooks: $(STAMP)  ## run notebooks/*.ipynb top to bottom on the demo data (after make demo); executed copies in demo/notebooks
+	$(BIN)/python notebooks/execute.py --out $(DEMO_DIR)/notebooks
 
 clean-demo:  ## remove the demo outputs
 	rm -rf $(DEMO_DIR)

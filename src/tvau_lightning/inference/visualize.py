@@ -226,3 +226,62 @@ def analysis_frame(frame: torch.Tensor, heatmap: torch.Tensor, boxes: Sequence[S
     :func:`decorate_frame` (boxes coloured by track, the strip below, even sides)."""
     blended = overlay_heatmap(frame, heatmap, alpha=alpha, min_value=min_value)
     return decorate_frame(blended, boxes, track_ids=track_ids, strip=strip, thickness=thickness)
+
+
+def _draw_polyline(canvas: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, color: tuple[int, int, int],
+                   thickness: int = 2) -> None:
+    """Rasterise a polyline of pixel coordinates in place (dense sampling of each segment)."""
+    h, w = canvas.shape[:2]
+    c = torch.tensor(color, dtype=torch.uint8)
+    for i in range(max(0, len(xs) - 1)):
+        x0, y0, x1, y1 = float(xs[i]), float(ys[i]), float(xs[i + 1]), float(ys[i + 1])
+        n = int(max(abs(x1 - x0), abs(y1 - y0))) + 2
+        t = torch.linspace(0.0, 1.0, n)
+        px = (x0 + t * (x1 - x0)).round().long()
+        py = (y0 + t * (y1 - y0)).round().long()
+        for dy in range(thickness):
+            for dx in range(thickness):
+                qx, qy = (px + dx).clamp(0, w - 1), (py + dy).clamp(0, h - 1)
+                canvas[qy, qx] = c
+
+
+def curve_plot(series: dict[str, tuple[Sequence[float], Sequence[float]]], *, width: int = 360, height: int = 240,
+               xlim: tuple[float, float] = (0.0, 1.0), ylim: tuple[float, float] = (0.0, 1.0),
+               title: str | None = None, xlabel: str = "", ylabel: str = "") -> torch.Tensor:
+    """A small line chart ``(height, width, 3)`` uint8 of named ``(x, y)`` series (ROC, RBDR-vs-FPR, scores over
+    frames …), drawn without a plotting library: a framed plot area, min/max tick labels, one colour per series
+    (:data:`TRACK_COLORS` order) and a legend."""
+    left, right, top, bottom = 34, 8, 16 if title else 6, 28
+    if width < left + right + 10 or height < top + bottom + 10:
+        raise ValueError(f"curve_plot needs at least {left + right + 10}x{top + bottom + 10} pixels, got {width}x{height}")
+    canvas = torch.tensor(STRIP_BACKGROUND, dtype=torch.uint8).expand(height, width, 3).clone()
+    pw, ph = width - left - right, height - top - bottom
+    frame = torch.tensor((120, 120, 120), dtype=torch.uint8)
+    canvas[top, left:left + pw] = frame
+    canvas[top + ph, left:left + pw] = frame
+    canvas[top:top + ph + 1, left] = frame
+    canvas[top:top + ph + 1, left + pw - 1] = frame
+    (x_lo, x_hi), (y_lo, y_hi) = xlim, ylim
+    for k, (name, (x, y)) in enumerate(series.items()):
+        xs = torch.as_tensor(x, dtype=torch.float64).reshape(-1)
+        ys = torch.as_tensor(y, dtype=torch.float64).reshape(-1)
+        if xs.shape != ys.shape:
+            raise ValueError(f"series {name!r}: {xs.numel()} x values but {ys.numel()} y values")
+        px = left + (xs - x_lo) / max(x_hi - x_lo, 1e-12) * (pw - 2)
+        py = top + ph - 1 - (ys - y_lo) / max(y_hi - y_lo, 1e-12) * (ph - 2)
+        _draw_polyline(canvas, px, py, TRACK_COLORS[k % len(TRACK_COLORS)])
+        canvas = draw_text(canvas, name, (left + 6, top + 4 + 12 * k), color=TRACK_COLORS[k % len(TRACK_COLORS)],
+                           background=STRIP_BACKGROUND)
+    grey = (200, 200, 200)
+    fmt = lambda v: f"{v:g}"  # noqa: E731
+    canvas = draw_text(canvas, fmt(y_hi), (2, top), color=grey)
+    canvas = draw_text(canvas, fmt(y_lo), (2, top + ph - 10), color=grey)
+    canvas = draw_text(canvas, fmt(x_lo), (left, top + ph + 3), color=grey)
+    canvas = draw_text(canvas, fmt(x_hi), (left + pw - 8 * len(fmt(x_hi)), top + ph + 3), color=grey)
+    if xlabel:
+        canvas = draw_text(canvas, xlabel, (left + pw // 2 - 3 * len(xlabel), top + ph + 14), color=grey)
+    if ylabel:
+        canvas = draw_text(canvas, ylabel, (2, top + ph // 2 - 5), color=grey)
+    if title:
+        canvas = draw_text(canvas, title, (left, 2), color=(255, 255, 255))
+    return canvas
