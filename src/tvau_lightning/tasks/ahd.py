@@ -3,16 +3,27 @@
 Only the AHD's parameters train; the backbone is loaded vision-only (no LLM in memory) and frozen, and
 checkpoints hold the AHD alone (weights + class prototypes), never the backbone. Validation and test
 compute frame-level micro/macro AUC and RBDC/TBDC over every frame of every video of the split.
+
+With ``feature_cache`` set (a folder filled by ``tvau cache-features``), every loop reads the tower's grids
+from the cache instead of running the tower (into ``ClipBatch.extras``), after the cache's fingerprint was
+checked against this backbone, layers and DataModule at ``setup``.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from tvau_lightning.backbones.base import BackboneAdapter, BackboneConfig, load_backbone
+from tvau_lightning.data.feature_cache import (
+    FeatureCache,
+    MissingFeaturesError,
+    attach_cached_features,
+    feature_key,
+)
 from tvau_lightning.data.types import ClipBatch
 from tvau_lightning.metrics import MacroAUROC, MicroAUROC, RegionTrackDetection
 from tvau_lightning.modules.ahd import (
@@ -25,6 +36,7 @@ from tvau_lightning.modules.ahd import (
 )
 from tvau_lightning.modules.prompts import PromptBank
 from tvau_lightning.tasks.base import FrozenBackboneTask
+from tvau_lightning.tasks.cache_features import cache_identity
 from tvau_lightning.tasks.schedules import warmup_cosine
 
 
@@ -50,6 +62,11 @@ class AHDTask(FrozenBackboneTask):
         macro_auc_padding: UBnormal's macro-AUC convention (pad each video with one normal and one
             abnormal frame); ``False`` skips single-class videos.
         log_heatmaps: number of validation clips drawn into TensorBoard each epoch (0 = none).
+        feature_cache: a folder filled by ``tvau cache-features`` for this backbone, layers and data: train,
+            validate, test and predict read the tower's grids from it instead of running the tower. ``None``
+            (default) runs the tower on every batch.
+        feature_cache_missing: what to do with a clip the cache lacks: ``error`` (default; the message says how
+            to fill it) or ``compute`` (run the tower for that batch).
     """
 
     def __init__(
@@ -70,10 +87,14 @@ class AHDTask(FrozenBackboneTask):
         warmup_ratio: float = 0.1,
         macro_auc_padding: bool = True,
         log_heatmaps: int = 2,
+        feature_cache: str | None = None,
+        feature_cache_missing: str = "error",
     ) -> None:
         super().__init__()
         if frame_loss_weight > 0 and not frame_head:
             raise ValueError("frame_loss_weight > 0 needs frame_head=True")
+        if feature_cache_missing not in ("error", "compute"):
+            raise ValueError(f"feature_cache_missing must be 'error' or 'compute', got {feature_cache_missing!r}")
         self.save_hyperparameters()
         self.backbone_config = backbone
         self.prompts = prompts or PromptBank()
@@ -99,6 +120,8 @@ class AHDTask(FrozenBackboneTask):
             self.backbone.eval()
         self.val_metrics = self._make_metrics()
         self.test_metrics = self._make_metrics()
+        self.feature_cache = feature_cache
+        self._cache: FeatureCache | None = None
 
     # ---- building blocks -------------------------------------------------------------------------
 
@@ -133,6 +156,52 @@ class AHDTask(FrozenBackboneTask):
         features, _ = self.vision_features(frames)
         return self.ahd(features)
 
+    def forward_batch(self, batch: ClipBatch) -> AHDOutput:
+        """Heatmaps of a batch: from its cached grids (``batch.extras``, see ``feature_cache``) when present,
+        else from the tower on ``batch.frames``."""
+        features = self.cached_features(batch)
+        return self(batch.frames) if features is None else self.ahd(features)
+
+    # ---- feature cache ---------------------------------------------------------------------------
+
+    def open_feature_cache(self, datamodule: Any | None = None) -> FeatureCache:
+        """Open ``feature_cache``, checking that it was built for this backbone and layers (and, when given,
+        ``datamodule``'s frame settings); :class:`~tvau_lightning.data.feature_cache.FeatureCacheError` says
+        what differs and how to rebuild."""
+        if self.feature_cache is None:
+            raise ValueError("feature_cache is not set")
+        self._cache = FeatureCache.open(Path(self.feature_cache), cache_identity(self.backbone, self.layers, datamodule))
+        return self._cache
+
+    def setup(self, stage: str) -> None:
+        if self.feature_cache is not None:
+            self.open_feature_cache(getattr(self.trainer, "datamodule", None) if self._trainer is not None else None)
+
+    def cached_features(self, batch: ClipBatch) -> list[torch.Tensor] | None:
+        """The batch's grids ``(B, T', H', W', C)`` per AHD layer from ``batch.extras``, read from
+        ``feature_cache`` into it when missing; ``None`` when there is no cache (or, with
+        ``feature_cache_missing: compute``, when a clip of the batch is not cached)."""
+        keys = [feature_key(i) for i in self.layers]
+        if not all(k in batch.extras for k in keys):
+            if self.feature_cache is None:
+                return None
+            cache = self._cache if self._cache is not None else self.open_feature_cache()
+            try:
+                attach_cached_features(batch, cache)
+            except MissingFeaturesError:
+                if self.hparams.feature_cache_missing == "compute":
+                    return None  # the tower runs on this batch
+                raise
+        features = [batch.extras[k].to(self.device, non_blocking=True) for k in keys]
+        expected = self.backbone.feature_grid(batch.num_frames, batch.frame_size)
+        if tuple(features[0].shape[1:4]) != tuple(expected):
+            raise ValueError(
+                f"cached features have the grid {tuple(features[0].shape[1:4])}, but clips of {batch.num_frames} "
+                f"frames of {batch.frame_size} give {tuple(expected)}: the cache {self.feature_cache} was built for "
+                "other data settings; rebuild it (`tvau cache-features ... --overwrite`)"
+            )
+        return features
+
     def frame_heatmaps(self, out: AHDOutput, batch: ClipBatch) -> torch.Tensor:
         """Heatmaps at frame resolution ``(B, T, H, W)`` (bilinear, each grid step over its frames)."""
         return upsample_heatmap(out.heatmap, num_frames=batch.num_frames, frame_size=batch.frame_size,
@@ -156,7 +225,7 @@ class AHDTask(FrozenBackboneTask):
         return loss
 
     def training_step(self, batch: ClipBatch, batch_idx: int) -> torch.Tensor:
-        out = self(batch.frames)
+        out = self.forward_batch(batch)
         loss = self.loss(out, batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch.batch_size)
         return loss
@@ -172,7 +241,7 @@ class AHDTask(FrozenBackboneTask):
     # ---- evaluation ------------------------------------------------------------------------------
 
     def _evaluate(self, batch: ClipBatch, metrics: torch.nn.ModuleDict, stage: str) -> AHDOutput:
-        out = self(batch.frames)
+        out = self.forward_batch(batch)
         self.log(f"{stage}/loss", self.loss(out, batch), batch_size=batch.batch_size, sync_dist=True)
         heat = self.frame_heatmaps(out, batch)
         scores = frame_scores(heat)
@@ -214,7 +283,7 @@ class AHDTask(FrozenBackboneTask):
 
     def predict_step(self, batch: ClipBatch, batch_idx: int) -> dict[str, Any]:
         """Per clip: grid heatmaps, per-frame scores and the frame indices they belong to."""
-        out = self(batch.frames)
+        out = self.forward_batch(batch)
         scores = frame_scores(self.frame_heatmaps(out, batch))
         return {
             "video_id": batch.video_id,

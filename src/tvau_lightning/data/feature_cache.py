@@ -1,0 +1,357 @@
+"""An on-disk store of frozen-tower vision features, one safetensors file per clip (stage 1 speed-up, SPEC §7).
+
+With the vision tower frozen, the AHD sees the same features for a clip every epoch; computing them once
+(``tvau cache-features``, in :mod:`tvau_lightning.tasks.cache_features`) and reading them back makes a
+stage-1 epoch cost the AHD head and I/O only. This module is the store alone: it never runs (or imports) a
+backbone. Layout of a cache folder::
+
+    DIR/manifest.json                                   format version, fingerprint, layers, storage dtype
+    DIR/features/<video id, %-quoted>/<first>-<last>-<hash>.safetensors
+        tensors  layer_<i>: (T', H', W', C_vis) per 1-based vision layer i, in the storage dtype
+        metadata video_id, frame_index (JSON list, -1 = padding), fingerprint (hash of the manifest's)
+
+A clip is keyed by its video id and its frame indices as the DataModule yields them (``ClipBatch.frame_index``,
+padding included), so any sampling plan — overlapping training windows, strided evaluation clips — maps to
+files without knowing the plan. The **fingerprint** (a JSON dict built by the caller: backbone files and
+settings, layers, frame size, clip sampling, dtypes, :data:`CACHE_FORMAT_VERSION`) identifies everything that
+changes features; :meth:`FeatureCache.open` refuses a cache whose fingerprint differs from the expected one
+(the error lists the differences), and :meth:`FeatureCache.create` refuses to mix fingerprints in one folder
+unless told to clear it. Every file is written atomically, so an interrupted fill leaves only whole files and
+resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import torch
+
+from tvau_lightning.atomic import atomic_path, write_text_atomic
+from tvau_lightning.data.types import ClipBatch
+
+__all__ = [
+    "CACHE_FORMAT_VERSION",
+    "STORAGE_DTYPES",
+    "FeatureCache",
+    "FeatureCacheError",
+    "MissingFeaturesError",
+    "attach_cached_features",
+    "data_fingerprint",
+    "feature_key",
+    "fingerprint_differences",
+]
+
+#: bumped whenever the file layout or the meaning of a stored tensor changes
+CACHE_FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+#: names of the storage dtypes
+STORAGE_DTYPES: dict[str, torch.dtype] = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+#: ``ClipBatch.extras`` key of cached layer ``i``: ``FEATURE_KEY.format(i)``
+FEATURE_KEY = "vision_features.{}"
+
+
+class FeatureCacheError(RuntimeError):
+    """A feature cache that cannot be used as asked (stale, foreign, corrupt); the message says what to do."""
+
+
+class MissingFeaturesError(FeatureCacheError):
+    """Clips asked for are not in the cache."""
+
+
+def feature_key(layer: int) -> str:
+    """The ``ClipBatch.extras`` key under which layer ``layer``'s cached grid ``(B, T', H', W', C)`` travels."""
+    return FEATURE_KEY.format(int(layer))
+
+
+def fingerprint_differences(expected: Mapping[str, Any], found: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Human-readable differences between two fingerprints (nested dicts): ``"data.frame_size: cache [64, 96],
+    now [128, 192]"``; keys missing on one side count as different."""
+    out = []
+    for key in sorted(set(expected) | set(found), key=str):
+        name = f"{prefix}{key}"
+        a, b = expected.get(key, "<absent>"), found.get(key, "<absent>")
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out += fingerprint_differences(a, b, prefix=f"{name}.")
+        elif _canonical(a) != _canonical(b):
+            out.append(f"{name}: cache {_short(b)}, now {_short(a)}")
+    return out
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = _canonical(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def fingerprint_hash(fingerprint: Mapping[str, Any]) -> str:
+    """A short stable hash of a fingerprint (stored in every clip file)."""
+    return hashlib.sha256(_canonical(fingerprint).encode()).hexdigest()[:16]
+
+
+def data_fingerprint(datamodule: Any) -> dict[str, Any]:
+    """The data settings that change a clip's features: frame size, resampling filter, clip length and stride,
+    and the DataModule class (read from the DataModule's attributes; ``None`` where it has none)."""
+    frame_size = getattr(datamodule, "frame_size", None)
+    return {
+        "datamodule": f"{type(datamodule).__module__}.{type(datamodule).__qualname__}",
+        "frame_size": None if frame_size is None else [int(v) for v in frame_size],
+        "resize_mode": getattr(datamodule, "resize_mode", None),
+        "clip_len": getattr(datamodule, "clip_len", None),
+        "frame_stride": getattr(datamodule, "frame_stride", None),
+    }
+
+
+@dataclass(frozen=True)
+class CacheManifest:
+    """The ``manifest.json`` of a cache folder.
+
+    Attributes:
+        format_version: :data:`CACHE_FORMAT_VERSION` of the writer.
+        fingerprint: what the features depend on (sections ``backbone``, ``data``, …; built by the caller).
+        layers: the cached 1-based vision layers, in the AHD's order.
+        storage_dtype: name of the stored tensors' dtype (a key of :data:`STORAGE_DTYPES`).
+    """
+
+    format_version: int
+    fingerprint: dict[str, Any]
+    layers: list[int]
+    storage_dtype: str
+
+    @property
+    def fingerprint_hash(self) -> str:
+        return fingerprint_hash(self.identity())
+
+    def identity(self) -> dict[str, Any]:
+        """Everything that must match for cached features to be valid (fingerprint + layers + dtype + format)."""
+        return {"format_version": self.format_version, "layers": list(self.layers),
+                "storage_dtype": self.storage_dtype, **self.fingerprint}
+
+    def to_json(self) -> str:
+        return json.dumps({"format_version": self.format_version, "layers": self.layers,
+                           "storage_dtype": self.storage_dtype, "fingerprint": self.fingerprint}, indent=2) + "\n"
+
+    @classmethod
+    def read(cls, path: Path) -> CacheManifest:
+        try:
+            raw = json.loads(path.read_text())
+            return cls(format_version=int(raw["format_version"]), fingerprint=dict(raw["fingerprint"]),
+                       layers=[int(i) for i in raw["layers"]], storage_dtype=str(raw["storage_dtype"]))
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise FeatureCacheError(
+                f"{path} is not a readable feature-cache manifest ({err}); delete the folder and fill it again "
+                "with `tvau cache-features`"
+            ) from err
+
+
+class FeatureCache:
+    """A feature-cache folder: per-clip grids of the cached layers (see the module docstring).
+
+    Build one with :meth:`create` (to fill it) or :meth:`open` (to read it, checking the fingerprint).
+    """
+
+    def __init__(self, root: str | Path, manifest: CacheManifest) -> None:
+        self.root = Path(root)
+        self.manifest = manifest
+        if manifest.storage_dtype not in STORAGE_DTYPES:
+            raise FeatureCacheError(
+                f"{self.root / MANIFEST}: unknown storage dtype {manifest.storage_dtype!r}; "
+                f"expected one of {', '.join(STORAGE_DTYPES)}"
+            )
+        self._hash = manifest.fingerprint_hash
+
+    # ---- construction ----------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        root: str | Path,
+        *,
+        fingerprint: Mapping[str, Any],
+        layers: Sequence[int],
+        storage_dtype: str = "float16",
+        overwrite: bool = False,
+    ) -> FeatureCache:
+        """Open ``root`` for filling: a new folder gets a manifest; an existing cache with the same identity is
+        reused (its clips are kept: a fill resumes); one with another identity raises unless ``overwrite``,
+        which deletes its features first."""
+        root = Path(root)
+        manifest = CacheManifest(CACHE_FORMAT_VERSION, json.loads(_canonical(dict(fingerprint))),
+                                 [int(i) for i in layers], storage_dtype)
+        if storage_dtype not in STORAGE_DTYPES:
+            raise FeatureCacheError(f"storage dtype must be one of {', '.join(STORAGE_DTYPES)}, got {storage_dtype!r}")
+        path = root / MANIFEST
+        if path.is_file():
+            old = CacheManifest.read(path)
+            if old.fingerprint_hash == manifest.fingerprint_hash:
+                return cls(root, old)
+            if not overwrite:
+                diffs = fingerprint_differences(manifest.identity(), old.identity())
+                raise FeatureCacheError(
+                    f"{root} holds features of other settings ({'; '.join(diffs)}). Use another folder, or "
+                    "rebuild this one with `tvau cache-features ... --overwrite` (deletes its features)"
+                )
+            shutil.rmtree(root / "features", ignore_errors=True)
+        elif root.exists() and any(root.iterdir()):
+            raise FeatureCacheError(
+                f"{root} exists, is not empty and is not a feature cache (no {MANIFEST}); choose an empty or new folder"
+            )
+        root.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, manifest.to_json())
+        return cls(root, manifest)
+
+    @classmethod
+    def open(cls, root: str | Path, expected: Mapping[str, Any] | None = None) -> FeatureCache:
+        """Open an existing cache for reading. ``expected``: the identity the caller needs — any of the keys
+        of :meth:`CacheManifest.identity` (``layers``, ``storage_dtype``, fingerprint sections such as
+        ``backbone`` / ``data``); each given one must equal the cache's or :class:`FeatureCacheError` lists the
+        differences."""
+        root = Path(root)
+        path = root / MANIFEST
+        if not path.is_file():
+            raise FeatureCacheError(
+                f"no feature cache at {root} ({MANIFEST} not found); fill it first: "
+                f"`tvau cache-features --config <your config> --out {root}`"
+            )
+        cache = cls(root, CacheManifest.read(path))
+        if cache.manifest.format_version != CACHE_FORMAT_VERSION:
+            raise FeatureCacheError(
+                f"{root} was written in cache format {cache.manifest.format_version}, this version reads format "
+                f"{CACHE_FORMAT_VERSION}; rebuild it with `tvau cache-features ... --overwrite`"
+            )
+        if expected is not None:
+            identity = cache.manifest.identity()
+            diffs = fingerprint_differences(dict(expected), {k: identity.get(k, "<absent>") for k in expected})
+            if diffs:
+                raise FeatureCacheError(
+                    f"the feature cache {root} is stale — it was built with other settings: {'; '.join(diffs)}. "
+                    "Rebuild it (`tvau cache-features ... --overwrite`), point feature_cache at a cache of these "
+                    "settings, or turn the cache off"
+                )
+        return cache
+
+    # ---- keys and paths --------------------------------------------------------------------------
+
+    @property
+    def layers(self) -> list[int]:
+        return list(self.manifest.layers)
+
+    @property
+    def storage_dtype(self) -> torch.dtype:
+        return STORAGE_DTYPES[self.manifest.storage_dtype]
+
+    def path_for(self, video_id: str, frame_index: Sequence[int] | torch.Tensor) -> Path:
+        """The file of the clip of ``video_id`` whose frames are ``frame_index`` (``-1`` = padding)."""
+        frames = _frame_list(frame_index)
+        real = [f for f in frames if f >= 0]
+        digest = hashlib.sha1(",".join(map(str, frames)).encode()).hexdigest()[:12]
+        first, last = (real[0], real[-1]) if real else (-1, -1)
+        return self.root / "features" / quote(video_id, safe="") / f"{first:06d}-{last:06d}-{digest}.safetensors"
+
+    def contains(self, video_id: str, frame_index: Sequence[int] | torch.Tensor) -> bool:
+        return self.path_for(video_id, frame_index).is_file()
+
+    def num_clips(self) -> int:
+        """Clip files in the cache."""
+        return sum(1 for _ in (self.root / "features").glob("*/*.safetensors"))
+
+    # ---- write / read ----------------------------------------------------------------------------
+
+    def write(self, video_id: str, frame_index: Sequence[int] | torch.Tensor, features: Mapping[int, torch.Tensor]) -> Path:
+        """Store one clip's grids ``{layer: (T', H', W', C)}`` (every cached layer) atomically, cast to the
+        storage dtype; values that do not fit it (fp16 overflow) raise instead of being stored as inf."""
+        if sorted(int(k) for k in features) != sorted(self.layers):
+            raise FeatureCacheError(f"expected features of layers {self.layers}, got {sorted(features)}")
+        from safetensors.torch import save_file
+
+        tensors = {}
+        for layer in self.layers:
+            grid = features[layer].detach()
+            if grid.dim() != 4:
+                raise FeatureCacheError(f"layer {layer}: expected one clip's grid (T', H', W', C), got {tuple(grid.shape)}")
+            stored = grid.to(device="cpu", dtype=self.storage_dtype).contiguous()
+            if not bool(torch.isfinite(stored).all()) and bool(torch.isfinite(grid).all()):
+                raise FeatureCacheError(
+                    f"layer {layer} of {video_id!r} has values beyond {self.manifest.storage_dtype}'s range "
+                    f"(max |x| = {float(grid.abs().max()):.4g}); rebuild the cache with --storage-dtype bfloat16"
+                )
+            tensors[f"layer_{layer}"] = stored
+        frames = _frame_list(frame_index)
+        metadata = {"video_id": video_id, "frame_index": json.dumps(frames), "fingerprint": self._hash}
+        path = self.path_for(video_id, frames)
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=metadata)
+        return path
+
+    def read(self, video_id: str, frame_index: Sequence[int] | torch.Tensor) -> dict[int, torch.Tensor]:
+        """One clip's grids ``{layer: (T', H', W', C)}`` in the storage dtype (CPU)."""
+        from safetensors import safe_open
+
+        frames = _frame_list(frame_index)
+        path = self.path_for(video_id, frames)
+        if not path.is_file():
+            raise MissingFeaturesError(self._missing_message([(video_id, frames)]))
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                meta = fh.metadata() or {}
+                out = {layer: fh.get_tensor(f"layer_{layer}") for layer in self.layers}
+        except Exception as err:  # noqa: BLE001 - re-raised with the file
+            raise FeatureCacheError(f"cannot read cached features {path} ({err}); delete the file and fill the cache again") from err
+        if meta.get("video_id") != video_id or json.loads(meta.get("frame_index", "null")) != frames:
+            raise FeatureCacheError(f"{path} holds another clip ({meta.get('video_id')!r}, {meta.get('frame_index')}); "
+                                    "the cache is corrupt — rebuild it with --overwrite")
+        if meta.get("fingerprint") != self._hash:
+            raise FeatureCacheError(f"{path} was written with other settings than {self.root / MANIFEST} describes; "
+                                    "rebuild the cache with `tvau cache-features ... --overwrite`")
+        return out
+
+    def read_batch(self, video_ids: Sequence[str], frame_index: torch.Tensor) -> dict[int, torch.Tensor]:
+        """The grids of a batch of clips: ``{layer: (B, T', H', W', C)}``; ``frame_index`` is ``(B, T)`` as in
+        :class:`ClipBatch`. Raises :class:`MissingFeaturesError` naming every missing clip."""
+        keys = [(vid, _frame_list(frame_index[b])) for b, vid in enumerate(video_ids)]
+        missing = [k for k in keys if not self.contains(*k)]
+        if missing:
+            raise MissingFeaturesError(self._missing_message(missing))
+        clips = [self.read(vid, frames) for vid, frames in keys]
+        return {layer: torch.stack([c[layer] for c in clips]) for layer in self.layers}
+
+    def _missing_message(self, keys: Sequence[tuple[str, list[int]]]) -> str:
+        shown = ", ".join(f"{vid!r} frames {_describe_frames(frames)}" for vid, frames in keys[:3])
+        more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
+        return (
+            f"{len(keys)} clip(s) not in the feature cache {self.root}: {shown}{more}. Fill the cache for this "
+            "data (`tvau cache-features --config <your config>`; it adds only what is missing), or set the "
+            "task's feature_cache_missing: compute to run the tower for such clips"
+        )
+
+
+def attach_cached_features(batch: ClipBatch, cache: FeatureCache) -> ClipBatch:
+    """Put the cached grids of ``batch``'s clips into ``batch.extras`` (:func:`feature_key` per layer, storage
+    dtype, CPU) and return the batch; raises :class:`MissingFeaturesError` when a clip is missing."""
+    grids = cache.read_batch(batch.video_id, batch.frame_index)
+    for layer, grid in grids.items():
+        batch.extras[feature_key(layer)] = grid
+    return batch
+
+
+def _frame_list(frame_index: Sequence[int] | torch.Tensor) -> list[int]:
+    if isinstance(frame_index, torch.Tensor):
+        return [int(v) for v in frame_index.reshape(-1).tolist()]
+    return [int(v) for v in frame_index]
+
+
+def _describe_frames(frames: list[int]) -> str:
+    real = [f for f in frames if f >= 0]
+    if not real:
+        return "(padding only)"
+    pad = len(frames) - len(real)
+    return f"{real[0]}..{real[-1]} ({len(real)} frames{f' + {pad} padding' if pad else ''})"
