@@ -91,3 +91,51 @@ def fitted_ahd(tmp_path_factory, tiny_backbone_dir):
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     lightning_cli(["fit", "--config", str(path)])
     return SimpleNamespace(data=data, backbone=backbone, checkpoint=out / "ckpt" / "ahd.ckpt", config=path)
+
+
+# --------------------------------------------------------------------------------------------- a fitted stage-2 RAE
+# Phase-B dialogues of fitted_ahd's data (`tvau build-dataset --annotator ground-truth`) and an RAE + LoRA fitted on
+# them for a few steps on top of that AHD (the real `tvau fit` path). A 64-wide random LLM does not produce
+# meaningful text: tests check the dialogue mechanics, not the answers' content.
+
+
+@pytest.fixture(scope="session")
+def fitted_rae(tmp_path_factory, fitted_ahd):
+    """``SimpleNamespace(dialogues, checkpoint, num_frames, frame_size)`` of a briefly fitted stage-2 RAE."""
+    from types import SimpleNamespace
+
+    import yaml
+
+    from tvau_lightning.builder.command import build_dataset_main
+    from tvau_lightning.cli import lightning_cli
+
+    out = tmp_path_factory.mktemp("fitted_rae")
+    data = fitted_ahd.data
+    for split in ("training", "validation"):
+        code = build_dataset_main(["--source", "ubnormal", "--root", str(data.root), "--split-dir", str(data.split_dir),
+                                   "--split", split, "--annotator", "ground-truth", "--out", str(out / split),
+                                   "--no-progress"])
+        assert code == 0
+    num_frames, frame_size = 4, [64, 96]
+    config = {
+        "seed_everything": 0,
+        "model": {"class_path": "tvau_lightning.tasks.rae.RAETask",
+                  "init_args": {"backbone": {"path": str(fitted_ahd.backbone), "dtype": "float32"},
+                                "ahd_checkpoint": str(fitted_ahd.checkpoint),
+                                "lora": {"rank": 4, "alpha": 8, "dropout": 0.0}, "lr": 2.0e-3, "max_new_tokens": 6}},
+        "data": {"class_path": "tvau_lightning.data.dialogue.DialogueDataModule",
+                 "init_args": {"train_file": str(out / "training" / "phase_b.jsonl"),
+                               "val_file": str(out / "validation" / "phase_b.jsonl"),
+                               "num_frames": num_frames, "frame_size": frame_size}},
+        "trainer": {"accelerator": "cpu", "max_steps": 4, "limit_val_batches": 0, "num_sanity_val_steps": 0,
+                    "logger": False, "enable_progress_bar": False, "enable_model_summary": False,
+                    "default_root_dir": str(out),
+                    "callbacks": [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                                   "init_args": {"dirpath": str(out / "ckpt"), "filename": "rae",
+                                                 "enable_version_counter": False}}]},
+    }
+    path = out / "rae.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    lightning_cli(["fit", "--config", str(path)])
+    return SimpleNamespace(dialogues=out, checkpoint=out / "ckpt" / "rae.ckpt", num_frames=num_frames,
+                           frame_size=tuple(frame_size), config=path)

@@ -670,7 +670,7 @@ def run_analyze(args: argparse.Namespace) -> Path:
             session = ChatSession.from_video(models.rae, source, num_frames=models.rae_num_frames,
                                              frame_size=models.rae_frame_size, fps=fps)
             advance = add_task("answers", 4)
-            answers = session.standard_answers(on_answer=lambda: advance(1))
+            answers = {"video": str(args.video), **session.standard_answers(on_answer=lambda: advance(1))}
         analysis.info = {**models.info, "labels_from": None if labels_from is None else str(labels_from)}
         with staged_directory(out) as staging:
             write_analysis(analysis, source, staging, answers=answers, alpha=args.alpha, min_value=args.overlay_min,

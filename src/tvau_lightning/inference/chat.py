@@ -1,0 +1,337 @@
+"""``tvau chat``: a multi-turn anomaly dialogue about one video with a stage-2 (RAE) model, in the terminal or
+scripted through stdin.
+
+The dialogue sees ``num_frames`` frames sampled uniformly over the video (or ``--range START END``), resized to
+the frame size the RAE was trained with — exactly as the dialogue DataModule feeds training clips. Each question
+is answered with the whole history (earlier questions and the model's own answers) until ``/reset``.
+
+Lines starting with ``/`` are commands:
+
+``/reset``            forget the history (the video stays)
+``/heatmap [PATH]``   save the AHD overlay of the discussed frames: ``.mp4`` (default
+                      ``{out}/{video}_overlay.mp4``) or ``.png`` (a tile of the frames the model sees)
+``/standard``         reset, then ask the four standard questions (:data:`STANDARD_QUESTIONS`)
+``/history``          print the dialogue so far
+``/help``, ``/quit``  (end of input, Ctrl-D, also quits)
+
+Answers go to stdout (one line each; with ``--jsonl`` one JSON object per question or command), everything
+else (banner, prompts, errors) to stderr, so ``printf 'Is there any anomaly?\\n/heatmap\\n' | tvau chat …`` is
+scriptable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import torch
+
+from tvau_lightning.builder.render import QUESTIONS
+from tvau_lightning.data.dialogue import sample_frame_indices
+from tvau_lightning.data.dialogue_schema import Turn
+from tvau_lightning.data.transforms import resize_frames
+from tvau_lightning.data.video import DecordVideo, FrameFolderVideo, VideoReadError, open_video
+
+#: the four questions of the paper's dialogue order (judgment → target appearance → trajectory → temporal
+#: anchors), as ``(answer kind, question)``; the texts are the dataset builder's (:data:`builder.render.QUESTIONS`)
+#: so that inference asks exactly what training taught.
+STANDARD_QUESTIONS: tuple[tuple[str, str], ...] = (
+    ("yesno", QUESTIONS["judgment"]),
+    ("target", QUESTIONS["abnormal_target"]),
+    ("trajectory", QUESTIONS["abnormal_motion"]),
+    ("anchor", QUESTIONS["when"]),
+)
+
+HELP = """commands: /reset (forget the history), /heatmap [PATH.mp4|PATH.png] (save the heatmap overlay),
+/standard (reset and ask the four standard questions), /history, /help, /quit (or end of input)"""
+
+
+class FrameRange:
+    """Frames ``start … end`` (inclusive) of a video, seen as a video of their own (frame 0 = ``start``)."""
+
+    def __init__(self, source: DecordVideo | FrameFolderVideo, start: int, end: int) -> None:
+        if not 0 <= start <= end < source.num_frames:
+            raise ValueError(f"frame range [{start}, {end}] is not inside the {source.num_frames} frames of {source.path}")
+        self.source, self.start, self.end = source, int(start), int(end)
+        self.path = source.path
+
+    @property
+    def num_frames(self) -> int:
+        return self.end - self.start + 1
+
+    @property
+    def fps(self) -> float:
+        return self.source.fps
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.source.size
+
+    def read(self, indices: Sequence[int] | np.ndarray | torch.Tensor) -> torch.Tensor:
+        array = np.asarray(indices.cpu() if isinstance(indices, torch.Tensor) else indices, dtype=np.int64)
+        if array.size and (array.min() < 0 or array.max() >= self.num_frames):
+            raise IndexError(f"frames {array.tolist()[:5]} outside the range's {self.num_frames} frames")
+        return self.source.read(array + self.start)
+
+
+@dataclass
+class DialogueClip:
+    """The frames a dialogue model sees.
+
+    Attributes:
+        frames: ``(T, H, W, 3)`` uint8 at the model's frame size.
+        fps: effective frames per second of the sampled frames (source fps / sampling step).
+        frame_index: ``(T,)`` the sampled frames' numbers in the source video.
+    """
+
+    frames: torch.Tensor
+    fps: float
+    frame_index: np.ndarray
+
+
+def dialogue_clip(source: DecordVideo | FrameFolderVideo | FrameRange, *, num_frames: int,
+                  frame_size: tuple[int, int], fps: float | None = None) -> DialogueClip:
+    """Sample ``num_frames`` frames uniformly over ``source`` (as ``data.dialogue.DialogueDataset`` does for a
+    record's frame range) and resize them to ``frame_size``."""
+    offset = source.start if isinstance(source, FrameRange) else 0
+    indices = sample_frame_indices(0, source.num_frames - 1, num_frames)
+    frames = resize_frames(source.read(indices), frame_size)
+    step = max(1.0, source.num_frames / num_frames)
+    return DialogueClip(frames, float(fps or source.fps) / step, indices + offset)
+
+
+class ChatSession:
+    """A multi-turn dialogue about one clip with an ``RAETask`` (``answer(frames, fps, histories)``).
+
+    Args:
+        rae: the stage-2 task (eval mode).
+        clip: the frames it sees.
+    """
+
+    def __init__(self, rae: Any, clip: DialogueClip) -> None:
+        self.rae = rae
+        self.clip = clip
+        self.history: list[Turn] = []
+
+    @classmethod
+    def from_video(cls, rae: Any, source: DecordVideo | FrameFolderVideo | FrameRange, *, num_frames: int,
+                   frame_size: tuple[int, int], fps: float | None = None) -> ChatSession:
+        return cls(rae, dialogue_clip(source, num_frames=num_frames, frame_size=frame_size, fps=fps))
+
+    def ask(self, question: str, kind: str = "other") -> str:
+        """Answer ``question`` given the history, then add both to the history. ``kind`` labels the answer."""
+        question = question.strip()
+        if not question:
+            raise ValueError("empty question")
+        device = self.rae.device
+        frames = self.clip.frames[None].to(device)
+        fps = torch.tensor([self.clip.fps], dtype=torch.float32, device=device)
+        answer = self.rae.answer(frames, fps, [[*self.history, Turn("user", question)]])[0].strip()
+        self.history += [Turn("user", question), Turn("assistant", answer, kind)]
+        return answer
+
+    def reset(self) -> None:
+        """Forget the history."""
+        self.history = []
+
+    def transcript(self) -> list[dict[str, str]]:
+        """The dialogue so far as ``[{"role", "content"[, "kind"]}, …]``."""
+        return [turn.to_json() for turn in self.history]
+
+    def standard_answers(self, on_answer: Callable[[], None] | None = None) -> dict[str, Any]:
+        """Ask :data:`STANDARD_QUESTIONS` in order as one fresh dialogue (the history is reset first and holds
+        this dialogue afterwards); returns the ``answers.json`` document."""
+        self.reset()
+        answers = []
+        for kind, question in STANDARD_QUESTIONS:
+            answers.append({"kind": kind, "question": question, "answer": self.ask(question, kind)})
+            if on_answer is not None:
+                on_answer()
+        return {"frames_used": self.clip.frame_index.tolist(), "fps": self.clip.fps, "answers": answers}
+
+
+# --------------------------------------------------------------------------------------------------
+# The command
+# --------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tvau chat",
+        description="Chat about a video with a stage-2 (RAE) model. Type questions; commands start with '/' "
+                    "(/help). Reads stdin, so it can be scripted: printf 'question\\n/heatmap\\n' | tvau chat ...",
+    )
+    parser.add_argument("video", help="a video file or a folder of numbered frame images")
+    parser.add_argument("--rae-ckpt", required=True, help="stage-2 RAE checkpoint (.ckpt)")
+    parser.add_argument("--ckpt", help="stage-1 AHD checkpoint (default: the one the RAE checkpoint names)")
+    parser.add_argument("--backbone", help="backbone folder, overriding the path stored in the checkpoint")
+    parser.add_argument("--range", type=int, nargs=2, metavar=("START", "END"),
+                        help="discuss only frames START..END (inclusive, 0-based); default the whole video")
+    parser.add_argument("--num-frames", type=int, help="frames the model sees (default: the RAE's training setting)")
+    parser.add_argument("--frame-size", type=int, nargs=2, metavar=("H", "W"),
+                        help="AHD frame size, if the stage-1 checkpoint does not record it")
+    parser.add_argument("--clip-len", type=int, help="AHD clip length, if the stage-1 checkpoint does not record it")
+    parser.add_argument("--fps", type=float, help="frame rate of a frame folder (default 24)")
+    parser.add_argument("--max-new-tokens", type=int, help="longest answer in tokens (default: the checkpoint's)")
+    parser.add_argument("--out", default=".", help="folder for /heatmap files without a path (default: here)")
+    parser.add_argument("--transcript", help="write the dialogue to this JSON file at the end")
+    parser.add_argument("--jsonl", action="store_true", help="print one JSON object per question or command")
+    parser.add_argument("--device", default="auto", help="auto (GPU if available), cpu, cuda, cuda:N")
+    parser.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16")
+    return parser
+
+
+class ChatApp:
+    """The read–answer loop of ``tvau chat`` (separate from argument parsing so tests can drive it)."""
+
+    def __init__(self, session: ChatSession, source: DecordVideo | FrameFolderVideo | FrameRange, models: Any, *,
+                 out_dir: Path, jsonl: bool = False, stdout: TextIO | None = None, stderr: TextIO | None = None) -> None:
+        self.session, self.source, self.models = session, source, models
+        self.out_dir, self.jsonl = out_dir, jsonl
+        self.stdout, self.stderr = stdout or sys.stdout, stderr or sys.stderr
+        self._analysis: Any = None
+
+    def _emit(self, record: dict[str, Any], text: str) -> None:
+        print(json.dumps(record, ensure_ascii=False) if self.jsonl else text, file=self.stdout, flush=True)
+
+    def analysis(self) -> Any:
+        """The AHD analysis of the discussed frames (computed on first use)."""
+        if self._analysis is None:
+            from tvau_lightning.inference.analyze import analyze_video
+
+            self._analysis = analyze_video(self.models.heatmaps, self.source, frame_size=self.models.frame_size,
+                                           clip_len=self.models.clip_len)
+        return self._analysis
+
+    def save_heatmap(self, target: str | None) -> Path:
+        """``/heatmap``: the overlay video (``.mp4``) or a tile image of the model's frames (``.png``)."""
+        from tvau_lightning.atomic import atomic_path
+        from tvau_lightning.inference.analyze import write_overlay_video
+        from tvau_lightning.inference.visualize import overlay_heatmap, tile_frames
+
+        path = Path(target) if target else self.out_dir / f"{Path(self.source.path).stem}_overlay.mp4"
+        if path.suffix.lower() not in (".mp4", ".png"):
+            raise ValueError(f"/heatmap saves .mp4 (overlay video) or .png (frame tile), got {path.name!r}")
+        analysis = self.analysis()
+        with atomic_path(path) as tmp:
+            if path.suffix.lower() == ".mp4":
+                write_overlay_video(analysis, self.source, tmp)
+            else:
+                from PIL import Image
+
+                offset = self.source.start if isinstance(self.source, FrameRange) else 0
+                local = self.session.clip.frame_index - offset
+                frames = overlay_heatmap(self.source.read(local), analysis.frame_heatmaps(local))
+                Image.fromarray(tile_frames(frames, ncols=4).numpy()).save(tmp, format="PNG")
+        return path
+
+    def handle(self, line: str) -> bool:
+        """Process one input line; returns False when the session should end."""
+        from tvau_lightning.backbones.base import ContextOverflowError
+
+        line = line.strip()
+        if not line:
+            return True
+        if not line.startswith("/"):
+            try:
+                answer = self.session.ask(line)
+            except ContextOverflowError as error:
+                print(f"error: {error} — /reset to start a new dialogue", file=self.stderr)
+                return True
+            self._emit({"question": line, "answer": answer}, answer)
+            return True
+        command, _, argument = line.partition(" ")
+        argument = argument.strip()
+        if command in ("/quit", "/exit"):
+            return False
+        if command == "/help":
+            print(HELP, file=self.stderr)
+        elif command == "/reset":
+            self.session.reset()
+            self._emit({"command": "/reset"}, "(history cleared)")
+        elif command == "/history":
+            for turn in self.session.history:
+                self._emit({"command": "/history", **turn.to_json()}, f"{turn.role}: {turn.content}")
+        elif command == "/standard":
+            for entry in self.session.standard_answers()["answers"]:
+                self._emit({"question": entry["question"], "answer": entry["answer"], "kind": entry["kind"]},
+                           entry["answer"])
+        elif command == "/heatmap":
+            try:
+                path = self.save_heatmap(argument or None)
+            except (ValueError, OSError) as error:
+                print(f"error: {error}", file=self.stderr)
+                return True
+            self._emit({"command": "/heatmap", "path": str(path)}, f"saved {path}")
+        else:
+            print(f"unknown command {command!r}; {HELP}", file=self.stderr)
+        return True
+
+    def run(self, stdin: TextIO | None = None) -> None:
+        """Read lines until ``/quit`` or the end of input (Ctrl-D); Ctrl-C also ends the session."""
+        stdin = stdin or sys.stdin
+        interactive = stdin.isatty()
+        if interactive:
+            with contextlib.suppress(ImportError):
+                import readline  # noqa: F401 - line editing and history for input()
+        try:
+            while True:
+                if interactive:
+                    try:
+                        line = input("you> ")
+                    except EOFError:
+                        print(file=self.stderr)
+                        break
+                else:
+                    line = stdin.readline()
+                    if not line:
+                        break
+                if not self.handle(line):
+                    break
+        except KeyboardInterrupt:
+            print(file=self.stderr)
+
+
+def chat_main(argv: Sequence[str]) -> int:
+    """Entry point of ``tvau chat``."""
+    from tvau_lightning.atomic import write_text_atomic
+    from tvau_lightning.backbones.base import BackboneError
+    from tvau_lightning.inference.analyze import load_models
+    from tvau_lightning.inference.models import CheckpointError
+
+    args = build_parser().parse_args(list(argv))
+    try:
+        source = open_video(args.video, fps=args.fps)
+        if source.num_frames < 1:
+            raise VideoReadError(f"{args.video} has no frames")
+        _ = source.size  # decode frame 0: fail now on a broken file
+        view: DecordVideo | FrameFolderVideo | FrameRange = source
+        if args.range:
+            view = FrameRange(source, *args.range)
+        models = load_models(ckpt=args.ckpt, rae_ckpt=args.rae_ckpt, backbone=args.backbone,
+                             frame_size=args.frame_size, clip_len=args.clip_len, device=args.device, dtype=args.dtype)
+        if args.max_new_tokens:
+            models.rae.hparams.max_new_tokens = int(args.max_new_tokens)
+        num_frames = args.num_frames or models.rae_num_frames
+        session = ChatSession.from_video(models.rae, view, num_frames=num_frames, frame_size=models.rae_frame_size,
+                                         fps=args.fps)
+    except (VideoReadError, FileNotFoundError, CheckpointError, BackboneError, ValueError) as error:
+        print(f"tvau chat: error: {error}", file=sys.stderr)
+        return 1
+    frames = session.clip.frame_index
+    print(f"chatting about {args.video}: the model sees {len(frames)} frames ({frames[0]}–{frames[-1]}) at "
+          f"{models.rae_frame_size[0]}x{models.rae_frame_size[1]}\n{HELP}", file=sys.stderr)
+    app = ChatApp(session, view, models, out_dir=Path(args.out), jsonl=args.jsonl)
+    app.run()
+    if args.transcript:
+        document = {"video": str(args.video), "frames_used": frames.tolist(), "turns": session.transcript()}
+        write_text_atomic(os.fspath(args.transcript), json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    return 0
