@@ -57,7 +57,6 @@ def _register_builtin_tools() -> None:
     register_tool("build-dataset", "tvau_lightning.builder.command:build_dataset_main", "build the fine-grained dialogue dataset (annotator LVLM + exact geometry), resumable")
     register_tool("analyze", "tvau_lightning.inference.analyze:analyze_main", "analyze one video: heatmap overlay video, frame scores, regions/tracks, answers")
     register_tool("chat", "tvau_lightning.inference.chat:chat_main", "chat about a video with a stage-2 model (multi-turn; /reset, /heatmap; scriptable from stdin)")
-    register_tool("chat", "tvau_lightning.inference.chat:chat_main", "chat about a video with a stage-2 model (multi-turn; /reset, /heatmap; scriptable from stdin)")
     register_tool("cache-features", "tvau_lightning.tasks.cache_features:cache_features_main",
                   "store the frozen vision tower's AHD-layer features of every clip once (fast stage-1 epochs)")
 
