@@ -50,3 +50,17 @@ def test_01_explore_heatmaps_runs_on_demo_like_data(fitted_ahd, tmp_path, monkey
     assert metrics["micro_auc"] > 0.9 and metrics["rbdc"] > 0.5  # the fitted AHD localises the anomalies
     assert re.search(r"GT regions hit \(IoU >= 0\.1\): (\d+)%", text) and _images(notebook) >= 6
     assert len(list((tmp_path / "out").glob("*_overlay.mp4"))) == 1
+
+
+def test_02_dialogue_runs_on_demo_like_data(fitted_rae, tmp_path, monkeypatch):
+    monkeypatch.setenv("TVAU_DEMO_DIR", str(tmp_path / "demo"))
+    monkeypatch.setenv("TVAU_RAE_CKPT", str(fitted_rae.checkpoint))
+    monkeypatch.setenv("TVAU_DIALOGUES", str(fitted_rae.dialogues / "validation" / "phase_b.jsonl"))
+    monkeypatch.setenv("TVAU_NOTEBOOK_RECORDS", "2")
+    notebook = _run("02_dialogue.ipynb", tmp_path)
+    text = _stdout(notebook)
+    assert f"clips: {fitted_rae.num_frames} frames of {fitted_rae.frame_size}" in text
+    assert text.count("Q: ") == 2 and "history: 4 turns" in text
+    yes_no = ast.literal_eval(re.search(r"yes/no: (\{.*\})", text).group(1))
+    assert set(yes_no) == {"accuracy", "balanced_accuracy"} and all(0 <= v <= 1 for v in yes_no.values())
+    assert "2 dialogues" in text and re.search(r"BLEU-4 target: \d\.\d{4}", text) and _images(notebook) >= 4

@@ -159,6 +159,8 @@ def load_ahd_task(
     kwargs["prompts"] = None  # the prototypes are in the checkpoint; the bank only seeds them
     kwargs["text_embedding_mode"] = "input_embeddings"  # never load the LLM just to recompute prototypes
     kwargs["log_heatmaps"] = 0
+    if "feature_cache" in kwargs:
+        kwargs["feature_cache"] = None  # a training-data cache says nothing about the videos analyzed here
     task = AHDTask(**kwargs)
     try:
         task.ahd.load_state_dict(state, strict=True)
