@@ -7,7 +7,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # A CPU build of torch by default; GPU users: `make install TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"`
 TORCH_SPEC ?= torch==2.13.0
-DEMO_DIR ?= demo
+# the demo configs (configs/demo/*.yaml) read and write under this folder
+DEMO_DIR := demo
 STAMP := $(VENV)/.installed
 
 .PHONY: help install test test-slow test-all lint demo notebooks clean-demo
@@ -45,6 +46,19 @@ demo: $(STAMP)  ## synthetic UBnormal → tiny backbone → fit AHD → test →
 	video=$$(find $(DEMO_DIR)/data/ubnormal -name "$$(head -n1 $(DEMO_DIR)/data/ubnormal/scripts/abnormal_test_video_names.txt).mp4") && \
 	  $(BIN)/tvau analyze "$$video" --ckpt $(DEMO_DIR)/runs/ahd/checkpoints/best.ckpt --out $(DEMO_DIR)/analyze --overwrite
 	@echo "Demo done: checkpoints and TensorBoard logs in $(DEMO_DIR)/runs/ahd (tensorboard --logdir $(DEMO_DIR)/runs/ahd), one analyzed test video in $(DEMO_DIR)/analyze"
+
+demo-dialogue: $(STAMP)  ## stage 2 on the demo (after make demo): dialogue data → RAE phase A → merge → phase B → test
+	rm -rf $(DEMO_DIR)/runs/rae_phase_a $(DEMO_DIR)/runs/rae_phase_b
+	for split in training validation test; do \
+	  $(BIN)/tvau build-dataset --source ubnormal --root $(DEMO_DIR)/data/ubnormal --split-dir $(DEMO_DIR)/data/ubnormal/scripts \
+	    --split $$split --annotator ground-truth --window 16 --window-stride 8 --restart --no-progress \
+	    --out $(DEMO_DIR)/dialogues/$$split > /dev/null || exit 1; \
+	done
+	$(BIN)/tvau fit --config configs/demo/rae_phase_a_tiny.yaml
+	$(BIN)/tvau merge-lora --ckpt $(DEMO_DIR)/runs/rae_phase_a/checkpoints/best.ckpt --out $(DEMO_DIR)/runs/rae_phase_a/merged
+	$(BIN)/tvau fit --config configs/demo/rae_phase_b_tiny.yaml
+	$(BIN)/tvau test --config configs/demo/rae_phase_b_tiny.yaml --ckpt_path $(DEMO_DIR)/runs/rae_phase_b/checkpoints/best.ckpt
+	@echo "Stage-2 demo done: dialogues in $(DEMO_DIR)/dialogues, checkpoints in $(DEMO_DIR)/runs/rae_phase_{a,b}"
 
 notebooks: $(STAMP)  ## run notebooks/*.ipynb top to bottom on the demo data (after make demo); executed copies in demo/notebooks
 	$(BIN)/python notebooks/execute.py --out $(DEMO_DIR)/notebooks
