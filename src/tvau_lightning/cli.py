@@ -40,10 +40,11 @@ def _overview() -> str:
         "",
         "Training and evaluation (LightningCLI):",
     ]
-    lines += [f"  {name:<16}{text}" for name, text in LIGHTNING_COMMANDS.items()]
+    width = max(len(n) for n in [*LIGHTNING_COMMANDS, *TOOL_COMMANDS]) + 2
+    lines += [f"  {name:<{width}}{text}" for name, text in LIGHTNING_COMMANDS.items()]
     if TOOL_COMMANDS:
         lines += ["", "Tools:"]
-        lines += [f"  {name:<16}{text}" for name, (_, text) in sorted(TOOL_COMMANDS.items())]
+        lines += [f"  {name:<{width}}{text}" for name, (_, text) in sorted(TOOL_COMMANDS.items())]
     lines += ["", "Example: tvau fit --config configs/ahd.yaml --trainer configs/trainer/cpu.yaml"]
     return "\n".join(lines)
 

@@ -20,7 +20,6 @@ from tvau_lightning.inference.analyze import (
     find_frame_labels,
     link_detections,
     read_frame_labels,
-    staged_directory,
 )
 
 
@@ -228,19 +227,6 @@ def test_failure_while_writing_leaves_no_partial_output(analyzed, fitted_ahd, tm
     with pytest.raises(RuntimeError, match="disk full"):
         tvau(["analyze", str(video.path), "--ckpt", str(fitted_ahd.checkpoint), "--out", str(out), "--quiet"])
     assert list(tmp_path.iterdir()) == []
-
-
-def test_staged_directory_replaces_atomically_or_not_at_all(tmp_path):
-    out = tmp_path / "a" / "b"
-    with pytest.raises(KeyError), staged_directory(out) as stage:
-        (stage / "x.txt").write_text("partial")
-        raise KeyError("boom")
-    assert not (tmp_path / "a").exists()
-    with staged_directory(out) as stage:
-        (stage / "x.txt").write_text("one")
-    with staged_directory(out) as stage:
-        (stage / "y.txt").write_text("two")
-    assert sorted(p.name for p in out.iterdir()) == ["y.txt"] and sorted(p.name for p in out.parent.iterdir()) == ["b"]
 
 
 def test_link_detections_keeps_scores_and_ids():

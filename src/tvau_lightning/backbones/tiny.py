@@ -21,14 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from tvau_lightning.atomic import atomic_directory
 from tvau_lightning.backbones.base import (
     BackboneAdapter,
     BackboneConfig,
@@ -210,39 +209,12 @@ def build_tiny_backbone(
 
     out_dir = Path(out_dir)
     extra_files = cls.tiny_processor_files(model)
-    with _atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir) as tmp:
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
         for name, content in extra_files.items():
             (tmp / name).write_text(json.dumps(content, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return load_backbone(BackboneConfig(path=str(out_dir), dtype="float32"))
-
-
-class _atomic_directory:
-    """Context manager: yield a temporary folder beside ``path``; on success it replaces ``path``."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __enter__(self) -> Path:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent))
-        return self.tmp
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        old = None
-        if self.path.exists():
-            if not self.path.is_dir():
-                shutil.rmtree(self.tmp, ignore_errors=True)
-                raise BackboneError(f"{self.path} exists and is not a folder; choose another --out")
-            old = self.path.with_name(f".{self.path.name}.{os.getpid()}.old")
-            os.replace(self.path, old)
-        os.replace(self.tmp, self.path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------------

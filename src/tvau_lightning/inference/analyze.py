@@ -52,9 +52,7 @@ import io
 import json
 import math
 import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -66,7 +64,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tvau_lightning.atomic import write_text_atomic
+from tvau_lightning.atomic import atomic_directory, write_text_atomic
 from tvau_lightning.data.clips import evaluation_clips
 from tvau_lightning.data.transforms import resize_frames
 from tvau_lightning.data.video import DecordVideo, FrameFolderVideo, VideoReadError, open_video
@@ -401,52 +399,6 @@ def check_output_dir(out: Path, overwrite: bool) -> None:
                               "or choose another --out")
 
 
-def _default_permissions(folder: Path) -> None:
-    """Give a staged folder and its files the permissions of a normal ``mkdir``/``open`` under the umask
-    (temporary files and folders are created private)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    folder.chmod(0o777 & ~umask)
-    for path in folder.rglob("*"):
-        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
-
-
-@contextmanager
-def staged_directory(out: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a fresh temporary folder beside ``out``; on success it replaces ``out`` (renamed in one step),
-    on any error (or Ctrl-C) it is deleted, with any parent folders this call created, so nothing partial is
-    left under ``out``."""
-    out = Path(out)
-    created = [p for p in [out.parent, *out.parent.parents] if not p.exists()]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        for folder in created:  # deepest first
-            try:
-                folder.rmdir()
-            except OSError:
-                break
-        raise
-    _default_permissions(tmp)
-    backup = None
-    if out.exists():
-        backup = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        out.rename(backup / "old")
-    try:
-        tmp.rename(out)
-    except BaseException:
-        if backup is not None:
-            (backup / "old").rename(out)
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        if backup is not None:
-            shutil.rmtree(backup, ignore_errors=True)
-
-
 def write_analysis(analysis: VideoAnalysis, source: VideoSource, out_dir: Path, *,
                    answers: dict[str, Any] | None = None, alpha: float = 0.4, min_value: float = 0.0,
                    on_frames: Callable[[int], None] | None = None) -> None:
@@ -672,7 +624,7 @@ def run_analyze(args: argparse.Namespace) -> Path:
             advance = add_task("answers", 4)
             answers = {"video": str(args.video), **session.standard_answers(on_answer=lambda: advance(1))}
         analysis.info = {**models.info, "labels_from": None if labels_from is None else str(labels_from)}
-        with staged_directory(out) as staging:
+        with atomic_directory(out) as staging:
             write_analysis(analysis, source, staging, answers=answers, alpha=args.alpha, min_value=args.overlay_min,
                            on_frames=add_task("overlay.mp4", source.num_frames))
             summary = json.loads((staging / "summary.json").read_text())

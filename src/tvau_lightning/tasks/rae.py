@@ -12,14 +12,13 @@ three off is the zero-shot backbone.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from tvau_lightning.atomic import atomic_directory
 from tvau_lightning.backbones.base import (
     BackboneAdapter,
     BackboneConfig,
@@ -315,17 +314,8 @@ def merge_lora_checkpoint(checkpoint: str | os.PathLike[str], output_dir: str | 
         raise ValueError(f"{checkpoint}: LoRA weights do not match the backbone (e.g. {unexpected[0]})")
     adapter.merge_lora()
     output_dir = Path(output_dir)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-    backup = output_dir.with_name(f".{output_dir.name}.old")
-    try:
+    with atomic_directory(output_dir) as tmp:
         adapter.save_pretrained(tmp)
-        if output_dir.exists():
-            output_dir.rename(backup)
-        tmp.rename(output_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(backup, ignore_errors=True)
     return output_dir
 
 
