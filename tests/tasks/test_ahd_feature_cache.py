@@ -223,3 +223,14 @@ def test_fast_vision_path_gives_the_stock_heatmaps(tiny_qwen_dir, small_ubnormal
     assert float(a.heatmap.std()) > 1e-3  # heatmaps that vary over the grid
     assert float((a.heatmap - b.heatmap).abs().max()) < 1e-4
     assert float((a.logits - b.logits).abs().max()) < 1e-4
+
+
+@pytest.mark.parametrize("mode", ["input_embeddings", "hidden_states"])
+def test_stage_one_never_keeps_the_language_model(tiny_qwen_dir, mode):
+    """Either way of computing the prototypes ends with a vision-only backbone: no decoder layer, no LM head."""
+    task = make_task(tiny_qwen_dir, text_embedding_mode=mode)
+    names = [n for n, _ in task.backbone.model.named_parameters()]
+    assert task.backbone.vision_only
+    assert not any(".layers." in n or "lm_head" in n for n in names)
+    assert any(n.startswith("visual.") for n in names) and any("embed_tokens" in n for n in names)
+    assert bool(task.ahd.has_prototypes) and float(task.ahd.prototypes.abs().sum()) > 0

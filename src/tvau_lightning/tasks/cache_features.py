@@ -208,6 +208,7 @@ class _progress_bar:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tvau cache-features",
+        allow_abbrev=False,  # the rest of the line is LightningCLI's; never mistake one of its options for ours
         description="Store the frozen vision tower's AHD-layer grids of every clip once (stage 1 speed-up). "
         "Other options (--config, --model.*, --data.*) are parsed as by `tvau fit`.",
         epilog="example: tvau cache-features --config configs/ahd.yaml --out /data/cache/ahd  "
