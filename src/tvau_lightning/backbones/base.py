@@ -340,13 +340,15 @@ class BackboneAdapter(nn.Module, ABC):
         """Keyword arguments of the family's tiny tokenizer: the named tokens it has (``bos_token``,
         ``eos_token``, ``unk_token``, ``pad_token``) and ``additional_special_tokens`` (every special token,
         named ones included, in a fixed order: they get the first ids of the vocabulary)."""
-        raise NotImplementedError(f"{cls.__name__} ({cls.family}) has no tiny configuration; see backbones/tiny.py")
+        raise BackboneError(f"{cls.__name__} ({cls.family}) has no tiny model; implement tiny_special_tokens and "
+                           "tiny_config to use build_tiny_backbone with it (see backbones/tiny.py)")
 
     @classmethod
     def tiny_config(cls, tokenizer: Any, **overrides: Any) -> Any:
         """The Hugging Face config of a tiny random model of the family (a few vision blocks, a 2-layer LLM,
         small widths) whose special-token ids come from ``tokenizer``; unknown ``overrides`` raise TypeError."""
-        raise NotImplementedError(f"{cls.__name__} ({cls.family}) has no tiny configuration; see backbones/tiny.py")
+        raise BackboneError(f"{cls.__name__} ({cls.family}) has no tiny model; implement tiny_special_tokens and "
+                           "tiny_config to use build_tiny_backbone with it (see backbones/tiny.py)")
 
     @classmethod
     def tiny_model(cls, seed: int, tokenizer: Any, **overrides: Any) -> nn.Module:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from abc import abstractmethod
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -412,9 +413,9 @@ class FrameTowerAdapter(BackboneAdapter):
             tokens = per_frame.reshape(b, t * per_frame.shape[1], per_frame.shape[-1])
         return VisionOutput(layer_features=features, visual_tokens=tokens)
 
+    @abstractmethod
     def _tokens_from_hidden(self, vision_out: Any) -> torch.Tensor:
         """Stock projection of one vision pass to LLM tokens ``(B·T, n, D)`` (family-specific)."""
-        raise NotImplementedError
 
     def visual_tokens_per_clip(self, video: VideoInputs) -> int:
         """LLM tokens one clip of ``video`` occupies (visual tokens only, no markup)."""
