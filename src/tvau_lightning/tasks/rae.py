@@ -128,7 +128,12 @@ class RAETask(FrozenBackboneTask):
         if lora is not None:
             self.backbone.apply_lora(lora)
         if gradient_checkpointing:
-            self.backbone.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model = self.backbone.model
+            kwargs = {"use_reentrant": False}
+            if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5's name
+                model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+            else:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         self.bleu = torch.nn.ModuleDict({k: BLEU4() for k in BLEU_KINDS})
         self.yes_no = YesNoAccuracy()
 
