@@ -21,6 +21,15 @@ def synthetic_ubnormal(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def small_ubnormal(tmp_path_factory):
+    """A small synthetic UBnormal: 2 videos per split (1 abnormal), 32 frames of 120×180."""
+    from tvau_lightning.data.synthetic import write_synthetic_ubnormal
+
+    return write_synthetic_ubnormal(tmp_path_factory.mktemp("tasks") / "ubnormal", videos_per_split=2,
+                                    abnormal_per_split=1, num_frames=32, seed=3)
+
+
+@pytest.fixture(scope="session")
 def synthetic_shanghaitech(tmp_path_factory):
     from tvau_lightning.data.synthetic import write_synthetic_shanghaitech
 
@@ -60,17 +69,15 @@ def tiny_backbone_dir(tmp_path_factory) -> Callable[[str], Path]:
 
 
 @pytest.fixture(scope="session")
-def fitted_ahd(tmp_path_factory, tiny_backbone_dir):
+def fitted_ahd(tmp_path_factory, tiny_backbone_dir, small_ubnormal):
     """``SimpleNamespace(data, backbone, checkpoint, config)`` of a briefly fitted stage-1 AHD."""
     from types import SimpleNamespace
 
     import yaml
 
     from tvau_lightning.cli import lightning_cli
-    from tvau_lightning.data.synthetic import write_synthetic_ubnormal
-
     out = tmp_path_factory.mktemp("fitted_ahd")
-    data = write_synthetic_ubnormal(out / "ubnormal", videos_per_split=2, abnormal_per_split=1, num_frames=32, seed=3)
+    data = small_ubnormal
     backbone = tiny_backbone_dir("qwen2_5_vl")
     config = {
         "seed_everything": 0,

@@ -11,15 +11,6 @@ import yaml
 
 
 @pytest.fixture(scope="session")
-def small_ubnormal(tmp_path_factory):
-    """A small synthetic UBnormal: 2 videos per split (1 abnormal), 32 frames of 120×180."""
-    from tvau_lightning.data.synthetic import write_synthetic_ubnormal
-
-    return write_synthetic_ubnormal(tmp_path_factory.mktemp("tasks") / "ubnormal", videos_per_split=2,
-                                    abnormal_per_split=1, num_frames=32, seed=3)
-
-
-@pytest.fixture(scope="session")
 def tiny_qwen_dir(tiny_backbone_dir) -> Path:
     return tiny_backbone_dir("qwen2_5_vl")
 
