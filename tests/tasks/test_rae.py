@@ -144,6 +144,23 @@ def test_ablations_and_heatmap_free_batches(tiny_backbone_dir, ahd_checkpoint, d
         RAETask(BackboneConfig(path=str(tiny_backbone_dir("qwen2_5_vl"))), use_ahd=True)
 
 
+def test_the_ahd_reads_the_layers_it_was_trained_on(tiny_backbone_dir, tmp_path, dialogues):
+    backbone = str(tiny_backbone_dir("qwen2_5_vl"))
+    stage1 = AHDTask(BackboneConfig(path=backbone, dtype="float32", layers=[1, 4]))
+    ckpt = tmp_path / "ahd.ckpt"
+    torch.save({"state_dict": stage1.state_dict(), "hyper_parameters": dict(stage1.hparams)}, ckpt)
+    task = RAETask(BackboneConfig(path=backbone, dtype="float32"), ahd_checkpoint=str(ckpt))  # default layers 1, 2, 4
+    assert task.backbone.layers == [1, 2, 4] and task.layers == [1, 4]
+    batch = _batch(dialogues, n=1)
+    with torch.no_grad():
+        video = task.backbone.preprocess_video(batch.frames, fps=batch.fps)
+        feats = task.backbone.encode_video(video, [1, 4], visual_tokens=False).layer_features
+        expected = stage1.ahd([feats[1], feats[4]]).class_maps
+        maps = task.ahd([task.backbone.encode_video(video, task.layers, visual_tokens=False).layer_features[i]
+                         for i in task.layers]).class_maps
+    assert torch.allclose(maps, expected, atol=1e-6)
+
+
 @pytest.mark.parametrize("family", ["internvl", "llava", "llava_next"])
 def test_every_family_trains_and_answers(tiny_backbone_dir, ahd_checkpoint, dialogues, family):
     task = _task(tiny_backbone_dir, ahd_checkpoint, family=family, max_new_tokens=4)

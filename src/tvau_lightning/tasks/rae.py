@@ -38,8 +38,16 @@ from tvau_lightning.tasks.schedules import warmup_cosine
 BLEU_KINDS: tuple[str, ...] = ("target", "trajectory", "anchor")
 
 
+def ahd_layers_of_checkpoint(hparams: dict[str, Any], backbone: BackboneAdapter) -> list[int]:
+    """The vision layers a stage-1 checkpoint's AHD reads (its backbone config's, else the family default)."""
+    stage1 = hparams.get("backbone")
+    layers = stage1.get("layers") if isinstance(stage1, dict) else getattr(stage1, "layers", None)
+    return list(layers) if layers else backbone.default_layers
+
+
 def load_ahd_from_checkpoint(path: str | os.PathLike[str], backbone: BackboneAdapter) -> AnomalyHeatmapDecoder:
-    """Rebuild the stage-1 AHD (weights + prototypes) from an ``AHDTask`` checkpoint, for ``backbone``."""
+    """Rebuild the stage-1 AHD (weights + prototypes) from an ``AHDTask`` checkpoint, for ``backbone``; the
+    returned module carries the vision layers it reads as ``ahd.layers``."""
     ckpt = torch.load(str(path), map_location="cpu", weights_only=False)
     hp = ckpt.get("hyper_parameters", {})
     state = {k[len("ahd."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("ahd.")}
@@ -64,6 +72,11 @@ def load_ahd_from_checkpoint(path: str | os.PathLike[str], backbone: BackboneAda
         frame_head="frame_head.weight" in state,
     )
     ahd.load_state_dict(state)
+    layers = ahd_layers_of_checkpoint(hp, backbone)
+    if len(layers) != n_layers:
+        raise ValueError(f"{path}: the AHD has {n_layers} layer projections but its backbone config names the "
+                         f"vision layers {layers}; the checkpoint is inconsistent")
+    ahd.layers = layers
     return ahd
 
 
@@ -116,7 +129,8 @@ class RAETask(FrozenBackboneTask):
         self.ahd: AnomalyHeatmapDecoder | None = None
         if use_ahd:
             self.ahd = load_ahd_from_checkpoint(ahd_checkpoint, self.backbone).requires_grad_(False).eval()
-        self.layers = self.backbone.layers if self.ahd is None else self.backbone.layers[: self.ahd.num_layers]
+        # the AHD reads the layers it was trained on, whatever this config's backbone.layers says
+        self.layers = self.backbone.layers if self.ahd is None else list(self.ahd.layers)
         self.rae = RegionAwareAnomalyEncoder(
             self.backbone.text_hidden_size,
             hidden_channels=rae_hidden_channels,
