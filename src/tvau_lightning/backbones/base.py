@@ -277,6 +277,30 @@ def frames_to_float(frames: torch.Tensor) -> torch.Tensor:
     return frames.movedim(-1, -3).float().div_(255.0)
 
 
+#: tiny-model sizes every family shares (vision and text widths, depth of the 2-layer LLM, …); each family's
+#: ``TINY_*_SETTINGS`` adds its own keys (patch size, window, image size) on top
+TINY_SHARED_SETTINGS: dict[str, Any] = {
+    "vision_hidden_size": 32,
+    "vision_heads": 2,
+    "vision_intermediate_size": 64,
+    "text_hidden_size": 64,
+    "text_layers": 2,
+    "text_heads": 4,
+    "text_kv_heads": 2,
+    "text_intermediate_size": 128,
+    "max_position_embeddings": 4096,
+    "initializer_range": 0.1,  # larger than the usual 0.02 so greedy decoding has clear winners
+}
+
+
+def tiny_settings(family: str, defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A family's tiny settings with ``overrides`` applied; an unknown override key raises TypeError."""
+    unknown = sorted(set(overrides) - set(defaults))
+    if unknown:
+        raise TypeError(f"unknown tiny {family} settings {unknown}; known: {sorted(defaults)}")
+    return {**defaults, **overrides}
+
+
 # --------------------------------------------------------------------------------------------------
 # The adapter
 # --------------------------------------------------------------------------------------------------

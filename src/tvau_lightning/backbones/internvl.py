@@ -16,7 +16,15 @@ import torch
 from torch import nn
 from transformers import InternVLConfig, InternVLForConditionalGeneration, InternVLModel
 
-from tvau_lightning.backbones.base import BackboneError, ChatFormat, VideoInputs, _Segment, register_adapter
+from tvau_lightning.backbones.base import (
+    TINY_SHARED_SETTINGS,
+    BackboneError,
+    ChatFormat,
+    VideoInputs,
+    _Segment,
+    register_adapter,
+    tiny_settings,
+)
 from tvau_lightning.backbones.frame_tower import IMAGENET_MEAN, IMAGENET_STD, FrameTowerAdapter, _pair
 
 
@@ -117,10 +125,7 @@ class InternVLAdapter(FrameTowerAdapter):
         blocks of width 32 on 32×32 frames with 4-px patches (an 8×8 feature grid, 4×4 = 16 LLM tokens per
         frame after the 2×2 shuffle; the released model: 24 blocks, 448², 14-px patches, 256 tokens) and a
         2-layer Qwen2 of width 64."""
-        unknown = sorted(set(overrides) - set(TINY_INTERNVL_SETTINGS))
-        if unknown:
-            raise TypeError(f"unknown tiny internvl settings {unknown}; known: {sorted(TINY_INTERNVL_SETTINGS)}")
-        s = {**TINY_INTERNVL_SETTINGS, **overrides}
+        s = tiny_settings("internvl", TINY_INTERNVL_SETTINGS, overrides)
         return InternVLConfig(
             vision_config={
                 "hidden_size": s["vision_hidden_size"],
@@ -173,18 +178,9 @@ _TINY_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", 
 
 #: settings of the tiny random model (``build_tiny_backbone("internvl", **overrides)``)
 TINY_INTERNVL_SETTINGS: dict[str, Any] = {
+    **TINY_SHARED_SETTINGS,
     "image_size": 32,  # the released model: 448
     "patch_size": 4,  # the released model: 14
     "vision_layers": 4,
-    "vision_hidden_size": 32,
-    "vision_heads": 2,
-    "vision_intermediate_size": 64,
-    "text_hidden_size": 64,
-    "text_layers": 2,
-    "text_heads": 4,
-    "text_kv_heads": 2,
-    "text_intermediate_size": 128,
-    "max_position_embeddings": 4096,
-    "initializer_range": 0.1,  # larger than the usual 0.02 so greedy decoding has clear winners
 }
 

@@ -32,7 +32,14 @@ from transformers import (
     LlavaNextModel,
 )
 
-from tvau_lightning.backbones.base import ChatFormat, VideoInputs, _Segment, register_adapter
+from tvau_lightning.backbones.base import (
+    TINY_SHARED_SETTINGS,
+    ChatFormat,
+    VideoInputs,
+    _Segment,
+    register_adapter,
+    tiny_settings,
+)
 from tvau_lightning.backbones.frame_tower import CLIP_MEAN, CLIP_STD, FrameTowerAdapter
 
 #: LLaVA-1.5's (Vicuna v1) system prompt
@@ -115,10 +122,7 @@ class _LlavaFamily(FrameTowerAdapter):
         32×32 frames with 4-px patches (an 8×8 grid = 64 LLM tokens per frame; the released towers: 24 blocks,
         336², 14-px patches → 576) and a 2-layer Llama (LLaVA-1.5) or Mistral (NeXT) of width 64 with
         LLaVA-1.5's 4,096 positions. LLM tokens come from block −2 with the CLS dropped, as released."""
-        unknown = sorted(set(overrides) - set(TINY_LLAVA_SETTINGS))
-        if unknown:
-            raise TypeError(f"unknown tiny {cls.family} settings {unknown}; known: {sorted(TINY_LLAVA_SETTINGS)}")
-        s = {**TINY_LLAVA_SETTINGS, **overrides}
+        s = tiny_settings(cls.family, TINY_LLAVA_SETTINGS, overrides)
         vision = {
             "model_type": "clip_vision_model",
             "hidden_size": s["vision_hidden_size"],
@@ -177,19 +181,11 @@ class _LlavaFamily(FrameTowerAdapter):
 
 #: settings of the tiny random LLaVA models (``build_tiny_backbone("llava" | "llava_next", **overrides)``)
 TINY_LLAVA_SETTINGS: dict[str, Any] = {
+    **TINY_SHARED_SETTINGS,
     "image_size": 32,  # the released towers: 336
     "patch_size": 4,  # the released towers: 14
     "vision_layers": 4,
-    "vision_hidden_size": 32,
-    "vision_heads": 2,
-    "vision_intermediate_size": 64,
-    "text_hidden_size": 64,
-    "text_layers": 2,
-    "text_heads": 4,
-    "text_kv_heads": 2,
-    "text_intermediate_size": 128,
     "max_position_embeddings": 4096,  # LLaVA-1.5's context
-    "initializer_range": 0.1,  # larger than the usual 0.02 so greedy decoding has clear winners
 }
 
 

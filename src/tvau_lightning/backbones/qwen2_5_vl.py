@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tvau_lightning.backbones.base import (
+    TINY_SHARED_SETTINGS,
     BackboneAdapter,
     BackboneConfig,
     BackboneError,
@@ -58,6 +59,7 @@ from tvau_lightning.backbones.base import (
     resize_frames,
     resolve_dtype,
     resolve_model_dir,
+    tiny_settings,
 )
 from tvau_lightning.backbones.qwen2_5_vl_fast import FastQwen2_5VisionTower
 
@@ -83,21 +85,12 @@ _SYSTEM = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
 
 #: settings of the tiny random model (``build_tiny_backbone("qwen2_5_vl", **overrides)``)
 TINY_QWEN_SETTINGS: dict[str, Any] = {
+    **TINY_SHARED_SETTINGS,
     "patch_size": 4,  # 4-px patches: a 64×96 frame gives a 16×24 grid (the released model uses 14)
     "window_size": 32,  # 4×4 merge blocks per window as in the released model → 2×3 windows on 64×96
     "vision_depth": 4,
     "fullatt_block_indexes": [1, 3],  # like 7, 15, 23, 31 of 32: the last block of each group is global
-    "vision_hidden_size": 32,
-    "vision_heads": 2,
-    "vision_intermediate_size": 64,
-    "text_hidden_size": 64,
-    "text_layers": 2,
-    "text_heads": 4,
-    "text_kv_heads": 2,
-    "text_intermediate_size": 128,
-    "max_position_embeddings": 4096,
     "tokens_per_second": 2,
-    "initializer_range": 0.1,  # larger than the usual 0.02 so greedy decoding has clear winners
 }
 
 
@@ -543,10 +536,7 @@ class Qwen2_5_VLAdapter(BackboneAdapter):
         with 4-px patches and 32-px windows, a 2-layer LLM of width 64."""
         from transformers import Qwen2_5_VLConfig
 
-        unknown = sorted(set(overrides) - set(TINY_QWEN_SETTINGS))
-        if unknown:
-            raise TypeError(f"unknown tiny qwen2_5_vl settings {unknown}; known: {sorted(TINY_QWEN_SETTINGS)}")
-        s = {**TINY_QWEN_SETTINGS, **overrides}
+        s = tiny_settings("qwen2_5_vl", TINY_QWEN_SETTINGS, overrides)
         ids = {tok: int(tokenizer.convert_tokens_to_ids(tok)) for tok in _SPECIAL_TOKENS}
         # mRoPE sections (t, h, w) over the head_dim/2 rotary frequencies, in the released 16/24/24 proportions
         half = s["text_hidden_size"] // s["text_heads"] // 2
