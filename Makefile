@@ -5,13 +5,38 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# A CPU build of torch by default; GPU users: `make install TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"`
-TORCH_SPEC ?= torch==2.13.0
+# torch: on Linux the CPU build from PyTorch's CPU wheel index (plain PyPI gives the CUDA build there), falling
+# back to PyPI's torch==$(TORCH_VERSION) when that index is unreachable; GPU=1: PyPI's default build (CUDA on
+# Linux); macOS/Windows: PyPI's build. TORCH_SPEC (pip arguments) overrides all of it, e.g.
+# `make install TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"`.
+TORCH_VERSION ?= 2.13.0
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_SPEC ?=
+GPU ?= 0
+# extras installed with the library: add decord with `make install EXTRAS=dev,decord` (PyAV is always there)
+EXTRAS ?= dev
+# `make test-min`: the declared lower bounds of pyproject.toml's dependencies, in their own venv
+MIN_VENV ?= .venv-min
+MIN_PYTEST_ARGS ?=
 # the demo configs (configs/demo/*.yaml) read and write under this folder
 DEMO_DIR := demo
 STAMP := $(VENV)/.installed
 
-.PHONY: help install test test-slow test-all lint demo notebooks clean-demo
+.PHONY: help install test test-min test-slow test-all lint demo notebooks clean-demo
+
+# $(call install_torch,VENV_BIN,VERSION): the torch build chosen above (a short timeout and no retries on the
+# CPU index, so an unreachable index costs seconds)
+define install_torch
+	if [ -n "$(TORCH_SPEC)" ]; then \
+	  $(1)/python -m pip install --quiet $(TORCH_SPEC); \
+	elif [ "$(GPU)" = 1 ] || [ "$$(uname -s)" != Linux ]; then \
+	  $(1)/python -m pip install --quiet "torch==$(2)"; \
+	else \
+	  $(1)/python -m pip install --quiet --timeout 10 --retries 0 --index-url $(TORCH_CPU_INDEX) "torch==$(2)" 2>/dev/null || { \
+	    echo "PyTorch's CPU wheel index is unreachable: installing torch==$(2) from PyPI (on Linux: the CUDA build)"; \
+	    $(1)/python -m pip install --quiet "torch==$(2)"; }; \
+	fi
+endef
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-12s %s\n", $$1, $$2}'
@@ -19,11 +44,22 @@ help:  ## list the targets
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(call install_torch,$(BIN),$(TORCH_VERSION))
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
-install: $(STAMP)  ## create .venv and install the library with its dev tools (CPU torch by default)
+install: $(STAMP)  ## create .venv and install the library with its dev tools (CPU torch on Linux; GPU=1, TORCH_SPEC=…)
+
+test-min:  ## install the declared minimum versions into .venv-min and run the fast tests there
+	test -x $(MIN_VENV)/bin/python || $(PYTHON) -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MIN_VENV)/bin/python -c 'import re, tomllib; deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]; \
+	  [print(f"{m[1]}=={m[2]}") for d in deps if (m := re.match(r"([A-Za-z0-9_.-]+)(?:\[.*?\])?\s*>=\s*([^,;\s]+)", d))]' \
+	  > $(MIN_VENV)/minimums.txt
+	$(call install_torch,$(MIN_VENV)/bin,$$(sed -n 's/^torch==//p' $(MIN_VENV)/minimums.txt))
+	$(MIN_VENV)/bin/python -m pip install --quiet -e ".[dev]" -c $(MIN_VENV)/minimums.txt
+	$(MIN_VENV)/bin/python -m pip list --format=freeze | grep -iE "^($$(cut -d= -f1 $(MIN_VENV)/minimums.txt | paste -sd'|'))==" || true
+	$(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider $(MIN_PYTEST_ARGS)
 
 test: $(STAMP)  ## run the default test suite (CPU, ~15 min)
 	$(BIN)/python -m pytest

@@ -27,7 +27,7 @@ from bench_qwen_vision import cpu_name, time_interleaved
 from random_qwen import FRAME_MULTIPLE, PRESETS, random_qwen_folder
 
 from tvau_lightning.atomic import write_text_atomic
-from tvau_lightning.backbones.base import BackboneConfig
+from tvau_lightning.backbones.types import BackboneConfig
 from tvau_lightning.tasks.ahd import AHDTask
 
 

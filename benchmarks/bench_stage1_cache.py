@@ -27,11 +27,11 @@ from lightning.pytorch import Callback, Trainer
 from random_qwen import FRAME_MULTIPLE, PRESETS, random_qwen_folder
 
 from tvau_lightning.atomic import write_text_atomic
-from tvau_lightning.backbones.base import BackboneConfig
+from tvau_lightning.backbones.types import BackboneConfig
 from tvau_lightning.data.synthetic import write_synthetic_ubnormal
 from tvau_lightning.data.ubnormal import UBnormalDataModule
 from tvau_lightning.tasks.ahd import AHDTask
-from tvau_lightning.tasks.cache_features import fill_feature_cache
+from tvau_lightning.modules.feature_extraction import fill_feature_cache
 
 
 class TrainTimer(Callback):
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
         filler = AHDTask(filler_cfg, log_heatmaps=0).to(args.device).eval()
         tick = time.perf_counter()
         with torch.inference_mode():
-            report = fill_feature_cache(filler, dm, tmp / "cache", splits=["train"], progress=False)
+            report = fill_feature_cache(filler.heatmap_model, dm, tmp / "cache", splits=["train"])
         fill_s = time.perf_counter() - tick
         del filler
         cache_bytes = sum(p.stat().st_size for p in (tmp / "cache").rglob("*.safetensors"))

@@ -31,7 +31,7 @@ from bench_qwen_vision import cpu_name
 from random_qwen import FRAME_MULTIPLE, PRESETS, random_qwen_folder
 
 from tvau_lightning.atomic import write_text_atomic
-from tvau_lightning.backbones.base import BackboneConfig
+from tvau_lightning.backbones.types import BackboneConfig
 from tvau_lightning.data.feature_cache import feature_key
 from tvau_lightning.data.types import ClipBatch
 from tvau_lightning.modules.ahd import AnomalyHeatmapDecoder

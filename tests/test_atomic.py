@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from tvau_lightning.atomic import atomic_directory, atomic_path, write_text_atomic
+from tvau_lightning.atomic import OUTPUT_MARKER, atomic_directory, atomic_path, write_text_atomic
 
 
 def _mode(path) -> int:
@@ -33,11 +33,11 @@ def test_atomic_directory_replaces_atomically_or_not_at_all(tmp_path):
     assert not (tmp_path / "a").exists()  # parents it created are gone too
     with atomic_directory(out) as stage:
         (stage / "x.txt").write_text("one")
-    with pytest.raises(KeyError), atomic_directory(out) as stage:
+    with pytest.raises(KeyError), atomic_directory(out, overwrite=True) as stage:
         (stage / "y.txt").write_text("two")
         raise KeyError("boom")
-    assert sorted(p.name for p in out.iterdir()) == ["x.txt"]  # the earlier good folder survives
-    with atomic_directory(out) as stage:
+    assert sorted(p.name for p in out.iterdir()) == [OUTPUT_MARKER, "x.txt"]  # the earlier good folder survives
+    with atomic_directory(out, overwrite=True) as stage:
         (stage / "y.txt").write_text("two")
-    assert sorted(p.name for p in out.iterdir()) == ["y.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [OUTPUT_MARKER, "y.txt"]
     assert sorted(p.name for p in out.parent.iterdir()) == ["b"]

@@ -53,12 +53,12 @@ def _register_builtin_tools() -> None:
     """The people's commands shipped with the library (one line each, module:function)."""
     register_tool("synth-data", "tvau_lightning.data.synthetic:synth_data_main", "write a small synthetic UBnormal/ShanghaiTech dataset in its native layout")
     register_tool("make-tiny-backbone", "tvau_lightning.backbones.tiny:make_tiny_backbone_main", "write a tiny random backbone (model + tokenizer, built offline) for demos and tests")
-    register_tool("merge-lora", "tvau_lightning.tasks.rae:merge_lora_main",
+    register_tool("merge-lora", "tvau_lightning.commands.merge_lora:merge_lora_main",
                   "merge a stage-2 checkpoint's LoRA into a self-contained Hugging Face model folder")
     register_tool("build-dataset", "tvau_lightning.builder.command:build_dataset_main", "build the fine-grained dialogue dataset (annotator LVLM + exact geometry), resumable")
-    register_tool("analyze", "tvau_lightning.inference.analyze:analyze_main", "analyze one video: heatmap overlay video, frame scores, regions/tracks, answers")
-    register_tool("chat", "tvau_lightning.inference.chat:chat_main", "chat about a video with a stage-2 model (multi-turn; /reset, /heatmap; scriptable from stdin)")
-    register_tool("cache-features", "tvau_lightning.tasks.cache_features:cache_features_main",
+    register_tool("analyze", "tvau_lightning.commands.analyze:analyze_main", "analyze one video: heatmap overlay video, frame scores, regions/tracks, answers")
+    register_tool("chat", "tvau_lightning.commands.chat:chat_main", "chat about a video with a stage-2 model (multi-turn; /reset, /heatmap; scriptable from stdin)")
+    register_tool("cache-features", "tvau_lightning.commands.cache_features:cache_features_main",
                   "store the frozen vision tower's AHD-layer features of every clip once (fast stage-1 epochs)")
 
 
@@ -70,13 +70,37 @@ def _run_tool(name: str, argv: Sequence[str]) -> int:
 
 
 def lightning_cli(args: Sequence[str] | None = None, run: bool = True) -> Any:
-    """Build the LightningCLI (tasks and DataModules chosen by ``class_path``)."""
-    from lightning.pytorch import LightningDataModule, LightningModule
+    """Build the LightningCLI: any task (a :class:`FrozenBackboneTask`) and any DataModule (a
+    :class:`VideoClipDataModule`) of the library, chosen by class name (``--model AHDTask --data
+    UBnormalDataModule``) or by ``class_path`` in a YAML config. Importing the modules that define them is what
+    lets jsonargparse resolve the short names and list them in ``--help``."""
     from lightning.pytorch.cli import LightningCLI
 
-    return LightningCLI(
-        model_class=LightningModule,
-        datamodule_class=LightningDataModule,
+    from tvau_lightning.data.clips import VideoClipDataModule
+    from tvau_lightning.evaluation import EvaluationArtifacts
+    from tvau_lightning.tasks.base import FrozenBackboneTask
+
+    for module in (
+        "tvau_lightning.tasks.ahd",
+        "tvau_lightning.tasks.rae",
+        "tvau_lightning.data.ubnormal",
+        "tvau_lightning.data.shanghaitech",
+        "tvau_lightning.data.ucf_crime",
+        "tvau_lightning.data.xd_violence",
+        "tvau_lightning.data.dialogue",
+    ):
+        importlib.import_module(module)
+
+    class TvauCLI(LightningCLI):
+        """LightningCLI with the evaluation artifacts callback always present (``--eval_artifacts.*``, also
+        when a config sets its own ``trainer.callbacks``); see :mod:`tvau_lightning.evaluation`."""
+
+        def add_arguments_to_parser(self, parser: Any) -> None:
+            parser.add_lightning_class_args(EvaluationArtifacts, "eval_artifacts")
+
+    return TvauCLI(
+        model_class=FrozenBackboneTask,
+        datamodule_class=VideoClipDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
         seed_everything_default=0,
@@ -105,9 +129,51 @@ def main(args: Sequence[str] | None = None) -> int:
         known = ", ".join([*LIGHTNING_COMMANDS, *sorted(TOOL_COMMANDS)])
         print(f"tvau: unknown command {argv[0]!r}; commands: {known}", file=sys.stderr)
         return 2
-    # LightningCLI reads sys.argv itself when run from the shell; in-process callers pass args
-    lightning_cli(argv if args is not None else None)
+    verbose = "--verbose" in argv
+    argv = [a for a in argv if a != "--verbose"]
+    if args is None:  # from the shell: LightningCLI reads sys.argv itself (and warns when given both)
+        sys.argv = [sys.argv[0], *argv]
+    try:
+        lightning_cli(argv if args is not None else None)
+    except KeyboardInterrupt:
+        print(f"tvau {argv[0]}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        known = known_error(error)
+        if known is None or verbose:
+            raise
+        print(f"tvau {argv[0]}: error: {one_line(known)}  (--verbose for the traceback)", file=sys.stderr)
+        return 1
     return 0
+
+
+def known_error(error: BaseException) -> BaseException | None:
+    """The first error of a kind tvau raises for bad input (a missing model folder, a malformed dataset file, a
+    refused checkpoint …) in ``error``'s chain — LightningCLI and jsonargparse wrap what the task or DataModule
+    raised while being built — or ``None`` for anything else (a bug: the traceback is shown)."""
+    from tvau_lightning.atomic import OutputFolderError
+    from tvau_lightning.backbones.types import BackboneError
+    from tvau_lightning.checkpoints import CheckpointError
+    from tvau_lightning.data.clips import DatasetFormatError
+    from tvau_lightning.data.dialogue_schema import DialogueFormatError
+    from tvau_lightning.data.feature_cache import FeatureCacheError
+    from tvau_lightning.data.video import VideoReadError
+
+    kinds = (BackboneError, CheckpointError, DatasetFormatError, DialogueFormatError, FeatureCacheError,
+             OutputFolderError, VideoReadError, FileNotFoundError)
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kinds):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def one_line(error: BaseException) -> str:
+    """An error's message on one line (continuation lines joined)."""
+    return " ".join(part.strip() for part in str(error).splitlines() if part.strip())
 
 
 if __name__ == "__main__":  # pragma: no cover

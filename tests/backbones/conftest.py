@@ -12,7 +12,8 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from tvau_lightning.backbones.base import BackboneAdapter, load_backbone
+from tvau_lightning.backbones.base import BackboneAdapter
+from tvau_lightning.backbones.registry import load_backbone
 
 #: families covered by the generic adapter tests
 FAMILIES: list[str] = ["qwen2_5_vl", "internvl", "llava", "llava_next"]

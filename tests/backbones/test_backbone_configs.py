@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tvau_lightning.backbones.base import BackboneConfig, load_backbone
+from tvau_lightning.backbones.registry import load_backbone
+from tvau_lightning.backbones.types import BackboneConfig
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "backbones"
 FIELDS = {f.name for f in dataclasses.fields(BackboneConfig)}

@@ -1,4 +1,4 @@
-"""The adapter contract (backbones/base.py), checked on every family in ``conftest.FAMILIES``.
+"""The adapter contract (backbones/base.py, dialogue.py, lora.py), checked on every family in ``conftest.FAMILIES``.
 
 Each test that takes ``family`` runs once per family on its tiny random backbone (saved once per session).
 Expectations are computed independently: embedding rows looked up by hand, per-sample runs against batched
@@ -13,15 +13,11 @@ import shutil
 import pytest
 import torch
 
-from tvau_lightning.backbones.base import (
-    IGNORE_INDEX,
-    BackboneConfig,
-    BackboneError,
-    ContextOverflowError,
-    LoRASettings,
-    default_layers,
-    load_backbone,
-)
+from tvau_lightning.backbones.base import default_layers
+from tvau_lightning.backbones.dialogue import IGNORE_INDEX
+from tvau_lightning.backbones.lora import LoRASettings
+from tvau_lightning.backbones.registry import load_backbone
+from tvau_lightning.backbones.types import BackboneConfig, BackboneError, ContextOverflowError
 from tvau_lightning.data.dialogue_schema import Turn
 
 DIALOGUES = [

@@ -16,15 +16,12 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from tvau_lightning.backbones.base import (
-    IGNORE_INDEX,
-    BackboneConfig,
-    BackboneError,
-    LoRASettings,
-    load_backbone,
-)
+from tvau_lightning.backbones.dialogue import IGNORE_INDEX
 from tvau_lightning.backbones.frame_tower import FrameTowerAdapter, pool_token_grid
 from tvau_lightning.backbones.internvl import InternVLAdapter
+from tvau_lightning.backbones.lora import LoRASettings
+from tvau_lightning.backbones.registry import load_backbone
+from tvau_lightning.backbones.types import BackboneConfig, BackboneError
 from tvau_lightning.data.dialogue_schema import Turn
 
 FRAME_FAMILIES = ["internvl", "llava", "llava_next"]

@@ -10,9 +10,11 @@ import torch
 import yaml
 from transformers import InternVLConfig
 
-from tvau_lightning.backbones.base import BackboneConfig, default_layers, load_backbone
-from tvau_lightning.backbones.frame_tower import IMAGENET_MEAN, IMAGENET_STD
+from tvau_lightning.backbones.base import default_layers
 from tvau_lightning.backbones.internvl import InternVLAdapter
+from tvau_lightning.backbones.normalization import IMAGENET_MEAN, IMAGENET_STD
+from tvau_lightning.backbones.registry import load_backbone
+from tvau_lightning.backbones.types import BackboneConfig
 from tvau_lightning.data.dialogue_schema import Turn
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "backbones"

@@ -16,9 +16,11 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
 
-from tvau_lightning.backbones.base import BackboneConfig, ContextOverflowError, default_layers, load_backbone
+from tvau_lightning.backbones.base import default_layers
 from tvau_lightning.backbones.llava import VICUNA_SYSTEM, LlavaAdapter, LlavaNextAdapter
+from tvau_lightning.backbones.registry import load_backbone
 from tvau_lightning.backbones.tiny import build_tiny_backbone
+from tvau_lightning.backbones.types import BackboneConfig, ContextOverflowError
 from tvau_lightning.data.dialogue_schema import Turn
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "backbones"

@@ -16,14 +16,11 @@ from safetensors.torch import load_file, save_file
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 from transformers.vision_utils import get_vision_position_ids, get_vision_window_index
 
-from tvau_lightning.backbones.base import BackboneConfig, BackboneError, load_backbone
-from tvau_lightning.backbones.qwen2_5_vl import (
-    CLIP_MEAN,
-    CLIP_STD,
-    Qwen2_5_VLAdapter,
-    window_merge_unit_order,
-)
+from tvau_lightning.backbones.normalization import CLIP_MEAN, CLIP_STD
+from tvau_lightning.backbones.qwen2_5_vl import Qwen2_5_VLAdapter, window_merge_unit_order
+from tvau_lightning.backbones.registry import load_backbone
 from tvau_lightning.backbones.tiny import build_tiny_backbone
+from tvau_lightning.backbones.types import BackboneConfig, BackboneError
 from tvau_lightning.data.dialogue_schema import Turn
 
 FAMILY = "qwen2_5_vl"

@@ -10,8 +10,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tvau_lightning.backbones.base import BackboneConfig, BackboneError, load_backbone
 from tvau_lightning.backbones.qwen2_5_vl_fast import FastQwen2_5VisionTower
+from tvau_lightning.backbones.registry import load_backbone
+from tvau_lightning.backbones.types import BackboneConfig, BackboneError
 
 FAMILY = "qwen2_5_vl"
 TOL = 1e-4

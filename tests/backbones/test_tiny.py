@@ -10,13 +10,17 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tvau_lightning.backbones.base import BackboneError, load_backbone
+from tvau_lightning.backbones import registry
+from tvau_lightning.backbones.base import BackboneAdapter
+from tvau_lightning.backbones.registry import load_backbone
 from tvau_lightning.backbones.tiny import (
+    TinyHooks,
     build_tiny_backbone,
     tiny_corpus,
     tiny_families,
     train_tiny_tokenizer,
 )
+from tvau_lightning.backbones.types import BackboneError
 from tvau_lightning.cli import main
 
 
@@ -88,6 +92,18 @@ def test_qwen_overrides_and_errors():
         build_tiny_backbone("qwen2_5_vl", vision_layers=2)
     with pytest.raises(BackboneError, match="unknown backbone family 'qwen3'"):
         build_tiny_backbone("qwen3")
+
+
+@pytest.mark.parametrize("with_hooks", [False, True])
+def test_a_registered_family_without_tiny_hooks_is_refused(monkeypatch, with_hooks):
+    """A family that does not implement the tiny hooks (without ``TinyHooks`` in its bases, or with it but no
+    ``tiny_config``) is not listed by tiny_families, and building it says what to implement."""
+    bases = (TinyHooks, BackboneAdapter) if with_hooks else (BackboneAdapter,)
+    cls = type("NoTinyAdapter", bases, {"family": "no_tiny", "model_types": ("no_tiny",)})  # never instantiated
+    monkeypatch.setitem(registry._ADAPTERS, "no_tiny", cls)
+    assert "no_tiny" not in tiny_families() and "qwen2_5_vl" in tiny_families()
+    with pytest.raises(BackboneError, match=r"NoTinyAdapter \(no_tiny\) has no tiny model; implement tiny_special_tokens"):
+        build_tiny_backbone("no_tiny")
 
 
 def test_make_tiny_backbone_command_writes_a_loadable_folder(tmp_path, capsys):

@@ -10,7 +10,6 @@ from tvau_lightning.builder.geometry import (
     DIRECTIONS,
     GeometrySettings,
     TurnPoint,
-    box_iou,
     describe_anchor,
     describe_anchors,
     describe_trajectory,
@@ -22,6 +21,7 @@ from tvau_lightning.builder.geometry import (
     touched_edge,
     trajectory_facts,
 )
+from tvau_lightning.metrics.boxes import box_iou_continuous
 
 SIZE = (120, 180)  # (H, W)
 DIAG = math.hypot(180, 120)
@@ -179,7 +179,7 @@ def test_helpers():
     assert touched_edge(np.array([50, 50, 70, 70]), SIZE, 0.02) is None
     assert touched_edge(np.array([170, 0, 180, 5]), SIZE, 0.02) == "right"  # corner: right (gap 0) before top (gap 0)
     np.testing.assert_allclose(inclusive_to_continuous(np.array([[1, 2, 3, 4]])), [[1, 2, 4, 5]])
-    np.testing.assert_allclose(box_iou(np.array([[0, 0, 10, 10]]), np.array([[5, 0, 15, 10], [20, 20, 30, 30]])),
+    np.testing.assert_allclose(box_iou_continuous(np.array([[0, 0, 10, 10]]), np.array([[5, 0, 15, 10], [20, 20, 30, 30]])),
                                [[50 / 150, 0.0]])
     assert simplify_path(np.array([[0, 0], [1, 0.01], [2, 0], [2, 5]]), 0.1) == [0, 2, 3]
     assert TurnPoint(3, "up") == TurnPoint(3, "up")

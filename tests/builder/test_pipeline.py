@@ -213,7 +213,7 @@ def test_windows_render_again_without_new_questions(tmp_path):
     build(tmp_path, ground_truth(), [abnormal])
     again = ground_truth()
     _, summary = build(tmp_path, again, [abnormal], window=10)
-    assert again.calls == 0 and summary.cached == 1  # windows change rendering only
+    assert again.calls == 0 and summary.skipped == 1  # windows change rendering only
     a = load_dialogues(tmp_path / "out" / "phase_a.jsonl")
     assert [(r.frame_range, r.label) for r in a] == [((0, 9), 1), ((10, 19), 1), ((20, 29), 1)]
     b = load_dialogues(tmp_path / "out" / "phase_b.jsonl")
@@ -243,7 +243,7 @@ def test_changed_settings_need_restart(tmp_path):
     builder = DatasetBuilder(ground_truth(), tmp_path / "out", BuilderSettings(sample_fps=5.0), restart=True,
                              progress=False)
     summary = builder.run([abnormal])
-    assert summary.processed == 1 and summary.cached == 0
+    assert summary.done == 1 and summary.skipped == 0
     assert summary.queries_by_task["frame_objects"]["asked"] > 7 + 4  # 2 frames per step at 5 fps
 
 
@@ -297,7 +297,7 @@ def test_resume_after_interruption_gives_the_same_output(tmp_path, synthetic_ubn
     resumed = ground_truth()
     _, summary = build(tmp_path, resumed, videos, name="run")
     assert resumed.calls == reference.calls - per_video[videos[0].video_id]  # finished video not asked again
-    assert (summary.cached, summary.processed) == (1, len(videos) - 1)
+    assert (summary.skipped, summary.done) == (1, len(videos) - 1)
     for name in ("phase_a.jsonl", "phase_b.jsonl", "failures.jsonl"):
         assert (run / name).read_bytes() == (tmp_path / "reference" / name).read_bytes()
     assert (summary.records, summary.queries, summary.targets) == (ref_summary.records, ref_summary.queries,

@@ -13,10 +13,12 @@ from PIL import Image
 from scipy import ndimage
 
 from tvau_lightning.data.clips import DatasetFormatError
+from tvau_lightning.data.synthetic import write_synthetic_ubnormal
 from tvau_lightning.data.types import ClipBatch
 from tvau_lightning.data.ubnormal import (
     UBnormalDataModule,
     UBnormalDataset,
+    largest_region_box,
     parse_tracks_file,
     scene_of,
 )
@@ -37,8 +39,8 @@ def _png(data, video_id, frame) -> np.ndarray:
 
 
 def _expected_mask(data, video_id, frame) -> np.ndarray:
-    info = data.videos[video_id]
-    active = [o for o, (s, e) in zip(info.track_object_ids, info.track_ranges) if s <= frame <= e]
+    info = data.videos[video_id]  # masks follow the _tracks.txt lines, like the frame labels
+    active = [o for o, s, e in info.label_tracks if s <= frame <= e]
     return np.isin(_png(data, video_id, frame), active)
 
 
@@ -95,22 +97,94 @@ def test_frame_labels_match_the_tracks(synthetic_ubnormal):
             assert ds.frame_labels(video_id).dtype == np.int64
 
 
-def test_new_tracks_file_overrides_tracks_file(synthetic_ubnormal):
+def test_new_tracks_file_gives_the_region_tracks_only(synthetic_ubnormal):
+    """The default synthetic _new_tracks.txt splits each range in two: same frames, twice the tracks."""
     overridden = [v for v in synthetic_ubnormal.videos
                   if (_annotations(synthetic_ubnormal, v) / f"{v}_new_tracks.txt").is_file()]
     assert overridden, "the synthetic data must contain a _new_tracks.txt case"
     for video_id in overridden:
-        split = synthetic_ubnormal.videos[video_id].split
-        ds = _dataset(synthetic_ubnormal, split)
-        stale = parse_tracks_file(_annotations(synthetic_ubnormal, video_id) / f"{video_id}_tracks.txt")
+        ds = _dataset(synthetic_ubnormal, synthetic_ubnormal.videos[video_id].split)
+        old = parse_tracks_file(_annotations(synthetic_ubnormal, video_id) / f"{video_id}_tracks.txt")
         new = parse_tracks_file(_annotations(synthetic_ubnormal, video_id) / f"{video_id}_new_tracks.txt")
-        assert stale != new
-        assert list(ds.tracks(video_id)) == new
-        assert ds.videos[video_id].tracks_path.name == f"{video_id}_new_tracks.txt"
-        labels = np.zeros(ds.num_frames(video_id), dtype=np.int64)
-        for track in new:
-            labels[track.start : track.end + 1] = 1
-        np.testing.assert_array_equal(ds.frame_labels(video_id), labels)
+        assert len(new) == 2 * len(old)
+        assert list(ds.tracks(video_id)) == old and list(ds.region_tracks(video_id)) == new
+        assert ds.videos[video_id].tracks_path.name == f"{video_id}_tracks.txt"
+        assert ds.videos[video_id].region_tracks_path.name == f"{video_id}_new_tracks.txt"
+        assert len(ds.gt_tracks(video_id)) == len(new)
+
+
+def test_frame_labels_follow_tracks_and_regions_follow_new_tracks(tmp_path):
+    """_tracks.txt and _new_tracks.txt cover different frames: labels and masks follow the first, RBDC/TBDC
+    tracks the second (the authors' write_frame_level_ground_truth.py / create_tracks_for_tbdc_rbdc.py)."""
+    data = write_synthetic_ubnormal(tmp_path / "ub", videos_per_split=1, abnormal_per_split=1, num_frames=24,
+                                    num_scenes=1, normal_objects=1, new_tracks="narrow")
+    (video_id,) = [v for v in data.split("test")]
+    annotations = _annotations(data, video_id)
+    old = parse_tracks_file(annotations / f"{video_id}_tracks.txt")
+    new = parse_tracks_file(annotations / f"{video_id}_new_tracks.txt")
+    labels_old = np.zeros(24, dtype=np.int64)
+    for t in old:
+        labels_old[t.start: t.end + 1] = 1
+    labels_new = np.zeros(24, dtype=np.int64)
+    for t in new:
+        labels_new[t.start: t.end + 1] = 1
+    assert (labels_old != labels_new).any()
+    dm = UBnormalDataModule(str(data.root), str(data.split_dir), clip_len=8, frame_size=None,
+                            gt_box_convention="inclusive")
+    ds = dm.dataset("test")
+    np.testing.assert_array_equal(ds.frame_labels(video_id), labels_old)
+    tracks = ds.gt_tracks(video_id)
+    assert [(int(t[0, 0]), int(t[-1, 0])) for t in tracks] == [(t.start, t.end) for t in new]
+    for got, expected in zip(tracks, data.videos[video_id].tracks):
+        np.testing.assert_array_equal(got, expected)
+    # masks: the object on every frame of the _tracks.txt range, including the frames _new_tracks.txt leaves out
+    only_old = [f for f in range(24) if labels_old[f] and not labels_new[f]]
+    assert only_old
+    masks = ds._read_masks(video_id, np.array(only_old))
+    assert all(masks[i].any() for i in range(len(only_old)))
+    # the DataModule's default writes boxes as the authors do: one past the last pixel
+    authors = UBnormalDataModule(str(data.root), str(data.split_dir), clip_len=8, frame_size=None).dataset("test")
+    for got, inclusive in zip(authors.gt_tracks(video_id), tracks):
+        np.testing.assert_array_equal(got, inclusive + np.array([0, 0, 0, 1, 1]))
+
+
+def test_largest_region_is_chosen_by_bounding_rectangle_area():
+    """The authors keep the contour whose boundingRect w*h is largest, not the one with most pixels."""
+    ids = np.zeros((30, 40), dtype=np.uint8)
+    ids[2:8, 2:8] = 5  # a solid 6x6 square: 36 pixels, rectangle 36
+    ids[12:26, 20] = 5  # an L of 14 + 13 = 27 pixels, rectangle 14x14 = 196
+    ids[25, 21:34] = 5
+    assert largest_region_box(ids, 5) == (20, 12, 33, 25)
+    assert largest_region_box(ids, 5, "authors") == (20, 12, 34, 26)
+    assert largest_region_box(ids, 7) is None
+    ids[0, 39] = 9  # one pixel: w = h = 1
+    assert largest_region_box(ids, 9) == (39, 0, 39, 0) and largest_region_box(ids, 9, "authors") == (39, 0, 40, 1)
+    tie = np.zeros((20, 20), dtype=np.uint8)
+    tie[2:5, 10:13] = 3  # two 3x3 squares: OpenCV lists contours last-found first, so the lower one wins
+    tie[12:15, 1:4] = 3
+    assert largest_region_box(tie, 3) == (1, 12, 3, 14)
+
+
+def test_largest_region_box_equals_the_authors_opencv_rule():
+    """Only where OpenCV is installed (it is not a dependency): the authors' get_bbox on random masks."""
+    cv2 = pytest.importorskip("cv2")
+
+    def authors(mask):  # create_tracks_for_tbdc_rbdc.py: contours, first largest boundingRect, (x, y, x+w, y+h)
+        contours, _ = cv2.findContours(np.uint8(mask * 255), cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)
+        rects = [cv2.boundingRect(c) for c in contours]
+        x, y, w, h = max(rects, key=lambda r: r[2] * r[3])  # max() keeps the first of equal areas
+        return x, y, x + w, y + h
+
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        height, width = rng.integers(3, 50, 2)
+        ids = np.zeros((height, width), dtype=np.uint8)
+        for _ in range(rng.integers(1, 8)):
+            h, w = rng.integers(1, max(2, height // 2)), rng.integers(1, max(2, width // 2))
+            y, x = rng.integers(0, height - h + 1), rng.integers(0, width - w + 1)
+            ids[y:y + h, x:x + w] = 7
+        ids[rng.random((height, width)) < rng.uniform(0.0, 0.3)] = 7
+        assert largest_region_box(ids, 7, "authors") == authors(ids == 7)
 
 
 def test_one_line_tracks_file_without_newline(synthetic_ubnormal):
@@ -351,26 +425,6 @@ def test_malformed_tracks_line(copy, synthetic_ubnormal):
         _build(root, split_dir)
 
 
-def test_png_count_not_matching_the_video(copy, synthetic_ubnormal):
-    root, split_dir = copy
-    video_id = synthetic_ubnormal.split("test")[0]
-    frames = synthetic_ubnormal.videos[video_id].num_frames
-    next(root.glob(f"Scene*/{video_id}_annotations/{video_id}_{frames - 1:04d}_gt.png")).unlink()
-    ds = _build(root, split_dir)  # listing is cheap and cannot know the video's length
-    assert ds.num_frames(video_id) == frames - 1
-    with pytest.raises(DatasetFormatError, match=rf"{video_id}\.mp4 has {frames} frames but .* holds {frames - 1} "
-                                                 r"\*_gt\.png files"):
-        ds[0]
-
-
-def test_gap_in_png_numbering(copy, synthetic_ubnormal):
-    root, split_dir = copy
-    video_id = synthetic_ubnormal.split("test")[0]
-    next(root.glob(f"Scene*/{video_id}_annotations/{video_id}_0005_gt.png")).unlink()
-    with pytest.raises(DatasetFormatError, match=rf"missing \['{video_id}_0005_gt\.png'\]"):
-        _build(root, split_dir)
-
-
 def test_mask_shape_mismatch(copy, synthetic_ubnormal):
     root, split_dir = copy
     video_id = synthetic_ubnormal.split("test")[0]
@@ -379,7 +433,8 @@ def test_mask_shape_mismatch(copy, synthetic_ubnormal):
     Image.fromarray(np.zeros((10, 12), dtype=np.uint8)).save(bad)
     ds = _build(root, split_dir)
     item = next(i for i, (v, idx) in enumerate(ds.clips) if v == video_id and start in idx)
-    with pytest.raises(DatasetFormatError, match=rf"{bad.name} is 10x12 but .* is 120x180"):
+    with pytest.raises(DatasetFormatError, match=rf"{bad.name} is 10x12 but the video's other annotation pngs are "
+                                                 r"120x180"):
         ds[item]
     # the first png sets the annotation size; a video of another size is refused
     first = next(root.glob(f"Scene*/{video_id}_annotations/{video_id}_0000_gt.png"))
@@ -388,10 +443,9 @@ def test_mask_shape_mismatch(copy, synthetic_ubnormal):
         _build(root, split_dir)[0]
 
 
-def test_corrupt_video_fails_the_item_with_its_path(copy, synthetic_ubnormal):
+def test_corrupt_video_fails_the_listing_with_its_path(copy, synthetic_ubnormal):
     root, split_dir = copy
     video_id = synthetic_ubnormal.split("test")[0]
     next(root.glob(f"Scene*/{video_id}.mp4")).write_bytes(b"not a video at all")
-    ds = _build(root, split_dir)
-    with pytest.raises(VideoReadError, match=rf"{video_id}\.mp4"):
-        ds[0]
+    with pytest.raises(VideoReadError, match=rf"{video_id}\.mp4.*listed in .*abnormal_test_video_names\.txt line 1"):
+        _build(root, split_dir)  # the frame count is read when the split is listed

@@ -1,4 +1,6 @@
-"""Frame readers: decord video files and numbered frame folders behind one interface."""
+"""Frame readers: video files (every installed backend) and numbered frame folders behind one interface.
+
+Cross-backend equality over codecs and containers is in test_video_backends.py."""
 
 from __future__ import annotations
 
@@ -11,8 +13,10 @@ from tvau_lightning.data.synthetic import _write_video
 from tvau_lightning.data.video import (
     DecordVideo,
     FrameFolderVideo,
+    PyAVVideo,
+    VideoReader,
     VideoReadError,
-    VideoSource,
+    available_backends,
     list_frame_images,
     open_video,
 )
@@ -31,16 +35,21 @@ def grey_video(request, tmp_path_factory):
     return path
 
 
-def test_video_file_metadata(grey_video):
-    video = open_video(grey_video)
-    assert isinstance(video, DecordVideo) and isinstance(video, VideoSource)
+@pytest.fixture(params=available_backends())
+def backend(request):
+    return request.param
+
+
+def test_video_file_metadata(grey_video, backend):
+    video = open_video(grey_video, backend)
+    assert isinstance(video, {"decord": DecordVideo, "pyav": PyAVVideo}[backend]) and isinstance(video, VideoReader)
     assert video.num_frames == len(LEVELS)
     assert video.fps == pytest.approx(25.0)
     assert video.size == (48, 64)
 
 
-def test_video_file_reads_the_requested_frames_in_order(grey_video):
-    video = open_video(grey_video)
+def test_video_file_reads_the_requested_frames_in_order(grey_video, backend):
+    video = open_video(grey_video, backend)
     indices = [17, 3, 3, 29, 0, 12]  # unsorted, with a repeat: get_batch must still be frame-accurate
     frames = video.read(indices)
     assert frames.shape == (len(indices), 48, 64, 3) and frames.dtype == torch.uint8
@@ -53,29 +62,29 @@ def test_video_file_reads_the_requested_frames_in_order(grey_video):
     assert torch.equal(single, frames)
 
 
-def test_video_file_out_of_range_index_names_the_file(grey_video):
+def test_video_file_out_of_range_index_names_the_file(grey_video, backend):
     with pytest.raises(IndexError, match=str(grey_video.name)):
-        open_video(grey_video).read([0, len(LEVELS)])
+        open_video(grey_video, backend).read([0, len(LEVELS)])
 
 
-def test_corrupt_video_error_names_the_path(tmp_path):
+def test_corrupt_video_error_names_the_path(tmp_path, backend):
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video")
     with pytest.raises(VideoReadError, match="broken.mp4"):
-        open_video(bad)
+        open_video(bad, backend)
 
 
-def test_truncated_video_error_names_the_path(grey_video, tmp_path):
+def test_truncated_video_error_names_the_path(grey_video, tmp_path, backend):
     truncated = tmp_path / f"cut{grey_video.suffix}"
     truncated.write_bytes(grey_video.read_bytes()[:600])
     with pytest.raises(VideoReadError, match=f"cut{grey_video.suffix}"):
-        video = open_video(truncated)
+        video = open_video(truncated, backend)
         video.read(list(range(video.num_frames)))
 
 
-def test_missing_video(tmp_path):
+def test_missing_video(tmp_path, backend):
     with pytest.raises(FileNotFoundError, match="nothing.mp4"):
-        open_video(tmp_path / "nothing.mp4")
+        open_video(tmp_path / "nothing.mp4", backend)
 
 
 def _frame_folder(tmp_path, names, size=(10, 14)):

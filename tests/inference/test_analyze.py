@@ -15,12 +15,10 @@ import torch
 from PIL import Image
 
 from tvau_lightning.cli import main as tvau
+from tvau_lightning.commands import analyze as analyze_command
+from tvau_lightning.data.labels import find_frame_labels, read_frame_labels
 from tvau_lightning.inference import analyze as analyze_module
-from tvau_lightning.inference.analyze import (
-    find_frame_labels,
-    link_detections,
-    read_frame_labels,
-)
+from tvau_lightning.inference.analyze import link_detections
 
 
 def _abnormal_test_video(fitted_ahd):
@@ -58,7 +56,8 @@ def analyzed(fitted_ahd, tmp_path_factory):
 
 def test_output_files(analyzed):
     _, out = analyzed
-    assert sorted(p.name for p in out.iterdir()) == ["overlay.mp4", "regions.json", "scores.csv", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".tvau-output", "overlay.mp4", "regions.json", "scores.csv",
+                                                     "summary.json"]
     assert not list(out.parent.glob(".result.*")), "staging folders left behind"
 
 
@@ -98,11 +97,12 @@ def test_scores_match_the_datamodule_clip_path(analyzed, fitted_ahd):
     """Clip cutting, padding and resizing of analyze vs the UBnormal DataModule's evaluation clips."""
     from tvau_lightning.data.types import collate_clips
     from tvau_lightning.data.ubnormal import UBnormalDataModule
-    from tvau_lightning.inference.models import load_ahd_task
-    from tvau_lightning.modules.ahd import frame_scores, upsample_heatmap
+    from tvau_lightning.inference.models import load_ahd_model
+    from tvau_lightning.modules.ahd import frame_scores
+    from tvau_lightning.modules.grid import upsample_heatmap
 
     video, out = analyzed
-    task = load_ahd_task(fitted_ahd.checkpoint, device="cpu", dtype="float32")
+    task = load_ahd_model(fitted_ahd.checkpoint, device="cpu", dtype="float32")
     dm = UBnormalDataModule(root=str(fitted_ahd.data.root), split_dir=str(fitted_ahd.data.split_dir), clip_len=8,
                             frame_size=(64, 96))
     dataset = dm.dataset("test")
@@ -188,6 +188,7 @@ def test_existing_output_needs_overwrite_and_bf16_on_cpu(analyzed, fitted_ahd, t
     video, fp32_out = analyzed
     out = tmp_path / "result"
     out.mkdir()
+    (out / ".tvau-output").write_text("{}")  # an earlier output of tvau (a folder of the user's is never replaced)
     (out / "keep.txt").write_text("mine")
     args = ["analyze", str(video.path), "--ckpt", str(fitted_ahd.checkpoint), "--out", str(out), "--quiet",
             "--device", "cpu", "--dtype", "bfloat16"]
@@ -216,8 +217,8 @@ def test_unreadable_video_is_a_clear_error_and_leaves_nothing(fitted_ahd, tmp_pa
 
 def test_failure_while_writing_leaves_no_partial_output(analyzed, fitted_ahd, tmp_path, monkeypatch):
     video, _ = analyzed
-    models = analyze_module.load_models(ckpt=str(fitted_ahd.checkpoint), rae_ckpt=None, device="cpu")
-    monkeypatch.setattr(analyze_module, "load_models", lambda **kwargs: models)
+    models = analyze_command.load_models(ckpt=str(fitted_ahd.checkpoint), rae_ckpt=None, device="cpu")
+    monkeypatch.setattr(analyze_command, "load_models", lambda **kwargs: models)
 
     def broken_writer(*args, **kwargs):
         raise RuntimeError("disk full")

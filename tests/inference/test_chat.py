@@ -13,7 +13,7 @@ from PIL import Image
 from tvau_lightning.cli import main as tvau
 from tvau_lightning.data.dialogue import sample_frame_indices
 from tvau_lightning.data.dialogue_schema import load_dialogues
-from tvau_lightning.inference.chat import STANDARD_QUESTIONS
+from tvau_lightning.inference.session import STANDARD_QUESTIONS
 from tvau_lightning.tasks.rae import RAETask
 
 
@@ -119,8 +119,8 @@ def test_analyze_with_rae_writes_the_answers_of_converse(fitted_ahd, fitted_rae,
     # no --ckpt: the heatmaps come from the stage-1 checkpoint the RAE checkpoint names
     assert tvau(["analyze", str(video.path), "--rae-ckpt", str(fitted_rae.checkpoint), "--out", str(out),
                  "--quiet"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["answers.json", "overlay.mp4", "regions.json", "scores.csv",
-                                                     "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".tvau-output", "answers.json", "overlay.mp4", "regions.json",
+                                                     "scores.csv", "summary.json"]
     doc = json.loads((out / "answers.json").read_text())
     assert [(a["kind"], a["question"]) for a in doc["answers"]] == list(STANDARD_QUESTIONS)
     assert doc["frames_used"] == sample_frame_indices(0, video.num_frames - 1, fitted_rae.num_frames).tolist()
@@ -145,7 +145,7 @@ def test_analyze_with_rae_writes_the_answers_of_converse(fitted_ahd, fitted_rae,
 
 def test_frame_range_view_reads_the_right_frames(fitted_ahd):
     from tvau_lightning.data.video import open_video
-    from tvau_lightning.inference.chat import FrameRange, dialogue_clip
+    from tvau_lightning.inference.session import FrameRange, dialogue_clip
 
     source = open_video(_video(fitted_ahd).path)
     view = FrameRange(source, 5, 12)

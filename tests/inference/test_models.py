@@ -9,7 +9,7 @@ from tvau_lightning.inference.models import (
     CheckpointError,
     clip_settings,
     dtype_name,
-    load_ahd_task,
+    load_ahd_model,
     load_rae_task,
     read_checkpoint,
     resolve_device,
@@ -53,7 +53,7 @@ def test_wrong_or_broken_checkpoints_are_named(tmp_path, fitted_ahd, fitted_rae)
     with pytest.raises(CheckpointError, match="not a Lightning checkpoint"):
         read_checkpoint(tmp_path / "plain.ckpt")
     with pytest.raises(CheckpointError, match="no AHD weights"):
-        load_ahd_task(fitted_rae.checkpoint)
+        load_ahd_model(fitted_rae.checkpoint)
     with pytest.raises(CheckpointError, match="no RAE/LoRA weights"):
         load_rae_task(fitted_ahd.checkpoint)
     moved = torch.load(fitted_rae.checkpoint, map_location="cpu", weights_only=False)
@@ -66,7 +66,7 @@ def test_wrong_or_broken_checkpoints_are_named(tmp_path, fitted_ahd, fitted_rae)
 
 
 def test_ahd_task_loads_the_checkpoint_weights_exactly(fitted_ahd):
-    task = load_ahd_task(fitted_ahd.checkpoint, dtype="float32")
+    task = load_ahd_model(fitted_ahd.checkpoint, dtype="float32")
     state = torch.load(fitted_ahd.checkpoint, map_location="cpu", weights_only=False)["state_dict"]
     for key, value in task.ahd.state_dict().items():
         assert torch.equal(value, state[f"ahd.{key}"]), key

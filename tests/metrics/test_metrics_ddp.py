@@ -59,7 +59,8 @@ def _samples() -> list[dict]:
 def _metrics() -> dict:
     return {"micro": MicroAUROC(), "macro": MacroAUROC(), "macro_unpadded": MacroAUROC(pad=False),
             "regions_boxes": RegionTrackDetection(), "regions_masks": RegionTrackDetection(),
-            "bleu": BLEU4(field="target"), "yes_no": YesNoAccuracy(), "yes_no_rank0_only": YesNoAccuracy()}
+            "bleu": BLEU4(field="target"), "bleu_corpus": BLEU4(field="target", reference_mode="multi", level="corpus"),
+            "yes_no": YesNoAccuracy(), "yes_no_rank0_only": YesNoAccuracy()}
 
 
 def _run(samples: list[dict], rank: int) -> dict[str, float]:
@@ -72,7 +73,8 @@ def _run(samples: list[dict], rank: int) -> dict[str, float]:
         heat = torch.from_numpy(s["heat"])[None]
         metrics["regions_boxes"].update(heat, one, index, size, gt_boxes=[torch.from_numpy(s["boxes"])])
         metrics["regions_masks"].update(heat, one, index, size, gt_masks=torch.from_numpy(s["masks"])[None])
-        metrics["bleu"].update([s["hyp"]], [s["refs"]], sample_ids=[s["sid"]])
+        for name in ("bleu", "bleu_corpus"):
+            metrics[name].update([s["hyp"]], [s["refs"]], sample_ids=[s["sid"]])
         metrics["yes_no"].update([s["answer"]], [s["target"]], sample_ids=[s["sid"]])
         if rank == 0:
             metrics["yes_no_rank0_only"].update([s["answer"]], [s["target"]], sample_ids=[s["sid"]])

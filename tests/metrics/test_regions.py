@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from tvau_lightning.metrics.regions import (
-    box_iou,
     cells_to_pixels,
     heatmap_to_detections,
     link_boxes,
@@ -91,11 +90,6 @@ def test_mask_boxes_mapped_from_resized_masks():
     masks = np.zeros((1, 4, 4), dtype=bool)
     masks[0, 2:4, 0:2] = True
     np.testing.assert_array_equal(masks_to_frame_boxes(masks, [3], original_size=(8, 12)), [[3, 0, 4, 5, 7]])
-
-
-def test_box_iou_inclusive():
-    np.testing.assert_allclose(box_iou([[0, 0, 0, 0]], [[0, 0, 0, 0]]), [[1.0]])
-    np.testing.assert_allclose(box_iou([[0, 0, 1, 1]], [[1, 1, 2, 2], [5, 5, 6, 6]]), [[1 / 7, 0.0]])
 
 
 def rows(*boxes_by_frame):

@@ -1,15 +1,16 @@
-"""BLEU-4 (vs nltk called directly) and yes/no normalisation and accuracy, functional and metric forms."""
+"""BLEU-4 (each option vs nltk called directly) and yes/no normalisation and accuracy, functional and metric forms."""
 
 from __future__ import annotations
 
 import math
 
 import pytest
-from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu, sentence_bleu
 
 from tvau_lightning.metrics import BLEU4, YesNoAccuracy
 from tvau_lightning.metrics.functional import (
     bleu4,
+    bleu4_from_tokens,
     normalize_yes_no,
     sentence_bleu4,
     tokenize,
@@ -78,6 +79,81 @@ def test_bleu_metric_equals_functional_and_dedupes_sample_ids():
     empty = BLEU4()
     with pytest.warns(RuntimeWarning, match="no sample"):
         assert math.isnan(empty.compute().item())
+
+
+# Multi-reference samples where the definitions differ: the hypotheses mix n-grams of several references.
+MULTI_HYPS = ["a man in red walks quickly to the left .", "the car stops near the gate", "a dog"]
+MULTI_REFS = [
+    ["A man in red runs to the left.", "Someone walks quickly to the left."],
+    ["The car stops at the gate.", "A car stops near the entrance.", "a white car parks"],
+    ["a dog barks at a man"],
+]
+
+
+def _nltk_tokens(text: str) -> list[str]:
+    """The tokenisation written out by hand for the texts above (lowercase, punctuation split off)."""
+    return text.lower().replace(".", " .").split()
+
+
+def test_multi_reference_sentence_bleu_is_nltk_with_all_references_at_once():
+    for hyp, refs in zip(MULTI_HYPS, MULTI_REFS):
+        hyp_t, refs_t = _nltk_tokens(hyp), [_nltk_tokens(r) for r in refs]
+        pooled = sentence_bleu(refs_t, hyp_t, smoothing_function=M1)
+        best = max(sentence_bleu([r], hyp_t, smoothing_function=M1) for r in refs_t)
+        assert sentence_bleu4(hyp, refs, reference_mode="multi") == pytest.approx(pooled, abs=1e-12)
+        assert sentence_bleu4(hyp, refs, reference_mode="best") == pytest.approx(best, abs=1e-12)
+        if len(refs) == 1:
+            assert pooled == pytest.approx(best, abs=1e-12)  # one reference: the two modes agree
+    # the first sample takes "a man in red" from one reference and "walks quickly" from the other
+    first = [_nltk_tokens(r) for r in MULTI_REFS[0]]
+    hyp0 = _nltk_tokens(MULTI_HYPS[0])
+    assert sentence_bleu4(MULTI_HYPS[0], MULTI_REFS[0], reference_mode="multi") > max(
+        sentence_bleu([r], hyp0, smoothing_function=M1) for r in first) + 0.05
+
+
+def test_bleu4_levels_against_nltk():
+    hyps_t = [_nltk_tokens(h) for h in MULTI_HYPS]
+    refs_t = [[_nltk_tokens(r) for r in refs] for refs in MULTI_REFS]
+    corpus = corpus_bleu(refs_t, hyps_t, smoothing_function=M1)
+    sentence_multi = sum(sentence_bleu(r, h, smoothing_function=M1) for h, r in zip(hyps_t, refs_t)) / 3
+    sentence_best = sum(max(sentence_bleu([x], h, smoothing_function=M1) for x in r)
+                        for h, r in zip(hyps_t, refs_t)) / 3
+    assert bleu4(MULTI_HYPS, MULTI_REFS, reference_mode="multi", level="corpus") == pytest.approx(corpus, abs=1e-12)
+    assert bleu4(MULTI_HYPS, MULTI_REFS, reference_mode="multi") == pytest.approx(sentence_multi, abs=1e-12)
+    assert bleu4(MULTI_HYPS, MULTI_REFS) == pytest.approx(sentence_best, abs=1e-12)  # the default
+    # three different numbers: the option matters on these samples
+    assert len({round(corpus, 6), round(sentence_multi, 6), round(sentence_best, 6)}) == 3
+    assert bleu4_from_tokens(hyps_t, refs_t, reference_mode="multi", level="corpus") == pytest.approx(corpus, abs=1e-12)
+
+
+def test_bleu_options_are_checked():
+    with pytest.raises(ValueError, match="reference_mode='best' .* has no corpus level"):
+        bleu4(["a"], [["a"]], reference_mode="best", level="corpus")
+    with pytest.raises(ValueError, match="reference_mode must be one of \\['best', 'multi'\\], got 'max'"):
+        sentence_bleu4("a", ["a"], reference_mode="max")
+    with pytest.raises(ValueError, match="level must be one of \\['sentence', 'corpus'\\], got 'system'"):
+        BLEU4(reference_mode="multi", level="system")
+    with pytest.raises(ValueError, match="has no corpus level"):
+        BLEU4(level="corpus")
+    with pytest.raises(ValueError, match="non-empty reference"):
+        bleu4_from_tokens([["a"]], [[[]]])
+
+
+@pytest.mark.parametrize(("reference_mode", "level"), [("best", "sentence"), ("multi", "sentence"), ("multi", "corpus")])
+def test_bleu_metric_options_equal_functional_and_nltk(reference_mode, level):
+    metric = BLEU4(field="target", reference_mode=reference_mode, level=level)
+    metric.update(MULTI_HYPS[:2], MULTI_REFS[:2], sample_ids=["s0", "s1"])
+    metric.update(MULTI_HYPS[:1], MULTI_REFS[:1], sample_ids=["s0"])  # a padded repeat: counted once
+    metric.update([MULTI_HYPS[2], ""], [MULTI_REFS[2], "a cat"], sample_ids=["s2", "s3"])  # an empty answer too
+    hyps, refs = [*MULTI_HYPS, ""], [*MULTI_REFS, ["a cat"]]
+    expected = bleu4(hyps, refs, reference_mode=reference_mode, level=level)
+    assert metric.compute().item() == pytest.approx(expected, abs=1e-6)
+    if level == "corpus":  # nltk's corpus_bleu on the same samples, written out here
+        hyps_t = [_nltk_tokens(h) for h in hyps]
+        refs_t = [[_nltk_tokens(r) for r in sample] for sample in refs]
+        assert metric.compute().item() == pytest.approx(corpus_bleu(refs_t, hyps_t, smoothing_function=M1), abs=1e-6)
+    suffix = {"best": "", "multi": "_multi"}[reference_mode] + {"sentence": "", "corpus": "_corpus"}[level]
+    assert metric.log_name == f"bleu4_target{suffix}"
 
 
 @pytest.mark.parametrize(

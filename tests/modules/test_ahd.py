@@ -4,13 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tvau_lightning.modules.ahd import (
-    AnomalyHeatmapDecoder,
-    downsample_masks,
-    downsample_valid,
-    frame_scores,
-    upsample_heatmap,
-)
+from tvau_lightning.modules.ahd import AnomalyHeatmapDecoder, frame_scores
+from tvau_lightning.modules.grid import downsample_masks, downsample_valid, upsample_heatmap
 
 
 def _features(dims, b=2, t=3, h=4, w=5, seed=0):

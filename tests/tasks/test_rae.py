@@ -11,7 +11,9 @@ import pytest
 import torch
 import yaml
 
-from tvau_lightning.backbones.base import BackboneConfig, LoRASettings, load_backbone
+from tvau_lightning.backbones.lora import LoRASettings
+from tvau_lightning.backbones.registry import load_backbone
+from tvau_lightning.backbones.types import BackboneConfig
 from tvau_lightning.data.dialogue import DialogueDataset, collate_dialogues
 from tvau_lightning.data.dialogue_schema import Turn
 from tvau_lightning.metrics.functional import normalize_yes_no

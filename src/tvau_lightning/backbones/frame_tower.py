@@ -19,7 +19,6 @@ which differs by at most a rounding step per pixel.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from abc import abstractmethod
@@ -34,23 +33,22 @@ from torch import nn
 
 from tvau_lightning.backbones.base import (
     BackboneAdapter,
-    BackboneConfig,
-    BackboneError,
-    ContextOverflowError,
-    DialogueInputs,
-    VideoInputs,
-    VisionOutput,
     frames_to_float,
     read_model_type,
-    resize_frames,
+    resize_float_frames_bicubic,
     resolve_dtype,
     resolve_model_dir,
 )
+from tvau_lightning.backbones.dialogue import DialogueInputs
+from tvau_lightning.backbones.normalization import CLIP_MEAN, CLIP_STD, preprocessor_configs
+from tvau_lightning.backbones.types import (
+    BackboneConfig,
+    BackboneError,
+    ContextOverflowError,
+    VideoInputs,
+    VisionOutput,
+)
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 class _DropLoadReport(logging.Filter):
     """Hide transformers' load report of a vision-only load (it lists every skipped LLM tensor)."""
@@ -223,14 +221,7 @@ class FrameTowerAdapter(BackboneAdapter):
     @classmethod
     def _read_normalization(cls, model_dir: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """Mean/std from the folder's (video) preprocessor config, else the family default."""
-        for name in ("video_preprocessor_config.json", "preprocessor_config.json"):
-            path = model_dir / name
-            if not path.is_file():
-                continue
-            try:
-                data = json.loads(path.read_text())
-            except json.JSONDecodeError as err:
-                raise BackboneError(f"{path} is not valid JSON ({err}); fix or delete it") from err
+        for path, data in preprocessor_configs(model_dir):
             mean, std = data.get("image_mean"), data.get("image_std")
             if mean is not None and std is not None:
                 if len(mean) != 3 or len(std) != 3:
@@ -358,7 +349,7 @@ class FrameTowerAdapter(BackboneAdapter):
             )
         grid = self.feature_grid(t, (int(frames.shape[2]), int(frames.shape[3])))
         x = frames_to_float(frames.reshape(b * t, *frames.shape[2:]))
-        x = resize_frames(x, self.input_size).clamp_(0.0, 1.0)
+        x = resize_float_frames_bicubic(x, self.input_size).clamp_(0.0, 1.0)
         x = (x - self.pixel_mean.to(x.device)) / self.pixel_std.to(x.device)
         return VideoInputs(pixel_values=x, grid=grid, num_frames=t, batch_size=b)
 

@@ -16,20 +16,16 @@ import torch
 from torch import nn
 from transformers import InternVLConfig, InternVLForConditionalGeneration, InternVLModel
 
-from tvau_lightning.backbones.base import (
-    TINY_SHARED_SETTINGS,
-    BackboneError,
-    ChatFormat,
-    VideoInputs,
-    _Segment,
-    register_adapter,
-    tiny_settings,
-)
-from tvau_lightning.backbones.frame_tower import IMAGENET_MEAN, IMAGENET_STD, FrameTowerAdapter, _pair
+from tvau_lightning.backbones.dialogue import ChatFormat, _Segment
+from tvau_lightning.backbones.frame_tower import FrameTowerAdapter, _pair
+from tvau_lightning.backbones.normalization import IMAGENET_MEAN, IMAGENET_STD
+from tvau_lightning.backbones.registry import register_adapter
+from tvau_lightning.backbones.tiny import TINY_SHARED_SETTINGS, TinyHooks, tiny_settings, tiny_text_config
+from tvau_lightning.backbones.types import BackboneError, VideoInputs
 
 
 @register_adapter
-class InternVLAdapter(FrameTowerAdapter):
+class InternVLAdapter(TinyHooks, FrameTowerAdapter):
     """InternVL3-*-hf (``model_type: internvl``). Default AHD layers for the 24-block InternViT-300M:
     1, 6, 12, 24."""
 
@@ -89,13 +85,7 @@ class InternVLAdapter(FrameTowerAdapter):
     @property
     def chat_format(self) -> ChatFormat:
         """The InternVL3-hf chat template (Qwen2.5 markup, no default system message)."""
-        return ChatFormat(
-            system=None,
-            user_prefix="<|im_start|>user\n",
-            user_suffix="<|im_end|>\n",
-            assistant_prefix="<|im_start|>assistant\n",
-            assistant_suffix="<|im_end|>\n",
-        )
+        return ChatFormat.chatml(None)
 
     def visual_placeholder(self, video: VideoInputs) -> list[_Segment]:
         """Per frame ``Frame{i}: <img>`` + n × ``<IMG_CONTEXT>`` + ``</img>\\n`` (i from 1)."""
@@ -137,15 +127,8 @@ class InternVLAdapter(FrameTowerAdapter):
                 "initializer_range": s["initializer_range"],
             },
             text_config={
+                **tiny_text_config(s, tokenizer),
                 "model_type": "qwen2",
-                "vocab_size": len(tokenizer),
-                "hidden_size": s["text_hidden_size"],
-                "intermediate_size": s["text_intermediate_size"],
-                "num_hidden_layers": s["text_layers"],
-                "num_attention_heads": s["text_heads"],
-                "num_key_value_heads": s["text_kv_heads"],
-                "max_position_embeddings": s["max_position_embeddings"],
-                "initializer_range": s["initializer_range"],
                 "tie_word_embeddings": True,
                 "bos_token_id": None,
                 "eos_token_id": int(tokenizer.convert_tokens_to_ids("<|im_end|>")),

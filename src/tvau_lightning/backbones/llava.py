@@ -32,15 +32,12 @@ from transformers import (
     LlavaNextModel,
 )
 
-from tvau_lightning.backbones.base import (
-    TINY_SHARED_SETTINGS,
-    ChatFormat,
-    VideoInputs,
-    _Segment,
-    register_adapter,
-    tiny_settings,
-)
-from tvau_lightning.backbones.frame_tower import CLIP_MEAN, CLIP_STD, FrameTowerAdapter
+from tvau_lightning.backbones.dialogue import ChatFormat, _Segment
+from tvau_lightning.backbones.frame_tower import FrameTowerAdapter
+from tvau_lightning.backbones.normalization import CLIP_MEAN, CLIP_STD
+from tvau_lightning.backbones.registry import register_adapter
+from tvau_lightning.backbones.tiny import TINY_SHARED_SETTINGS, TinyHooks, tiny_settings, tiny_text_config
+from tvau_lightning.backbones.types import VideoInputs
 
 #: LLaVA-1.5's (Vicuna v1) system prompt
 VICUNA_SYSTEM = (
@@ -49,7 +46,7 @@ VICUNA_SYSTEM = (
 )
 
 
-class _LlavaFamily(FrameTowerAdapter):
+class _LlavaFamily(TinyHooks, FrameTowerAdapter):
     """What LLaVA-1.5 and LLaVA-NeXT share: CLIP tower, MLP projector, ``<image>`` placeholders."""
 
     default_mean: ClassVar[tuple[float, float, float]] = CLIP_MEAN
@@ -135,15 +132,8 @@ class _LlavaFamily(FrameTowerAdapter):
             "initializer_range": s["initializer_range"],
         }
         text = {
+            **tiny_text_config(s, tokenizer),
             "model_type": cls.tiny_text_model_type,
-            "vocab_size": len(tokenizer),
-            "hidden_size": s["text_hidden_size"],
-            "intermediate_size": s["text_intermediate_size"],
-            "num_hidden_layers": s["text_layers"],
-            "num_attention_heads": s["text_heads"],
-            "num_key_value_heads": s["text_kv_heads"],
-            "max_position_embeddings": s["max_position_embeddings"],
-            "initializer_range": s["initializer_range"],
             "bos_token_id": int(tokenizer.bos_token_id),
             "eos_token_id": int(tokenizer.eos_token_id),
             "pad_token_id": int(tokenizer.pad_token_id),
@@ -232,13 +222,7 @@ class LlavaNextAdapter(_LlavaFamily):
             )
         if text_type == "llama":
             return self._vicuna_format()
-        return ChatFormat(
-            system="<|im_start|>system\nAnswer the questions.<|im_end|>\n",
-            user_prefix="<|im_start|>user\n",
-            user_suffix="<|im_end|>\n",
-            assistant_prefix="<|im_start|>assistant\n",
-            assistant_suffix="<|im_end|>\n",
-        )
+        return ChatFormat.chatml("Answer the questions.")
 
     tiny_text_model_type: ClassVar[str] = "mistral"
 

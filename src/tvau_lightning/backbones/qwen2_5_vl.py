@@ -32,7 +32,6 @@ Family quirks handled here (checked against transformers 5.23):
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -45,31 +44,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from tvau_lightning.backbones.base import (
-    TINY_SHARED_SETTINGS,
     BackboneAdapter,
-    BackboneConfig,
-    BackboneError,
-    ChatFormat,
-    DialogueInputs,
-    VideoInputs,
-    VisionOutput,
-    _Segment,
     frames_to_float,
-    register_adapter,
-    resize_frames,
+    resize_float_frames_bicubic,
     resolve_dtype,
     resolve_model_dir,
-    tiny_settings,
 )
+from tvau_lightning.backbones.dialogue import ChatFormat, DialogueInputs, _Segment
+from tvau_lightning.backbones.normalization import CLIP_MEAN, CLIP_STD, preprocessor_configs
 from tvau_lightning.backbones.qwen2_5_vl_fast import FastQwen2_5VisionTower
+from tvau_lightning.backbones.registry import register_adapter
+from tvau_lightning.backbones.tiny import TINY_SHARED_SETTINGS, TinyHooks, tiny_settings, tiny_text_config
+from tvau_lightning.backbones.types import BackboneConfig, BackboneError, VideoInputs, VisionOutput
 
 __all__ = ["QWEN_DEFAULT_FPS", "Qwen2_5_VLAdapter", "window_merge_unit_order"]
 
 #: frame rate assumed when the caller gives none (Qwen's own video sampling default)
 QWEN_DEFAULT_FPS = 2.0
-#: the released models' pixel normalisation (OpenAI CLIP), used when the folder has no preprocessor config
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 _SPECIAL_TOKENS = (
     "<|endoftext|>",
@@ -81,7 +72,6 @@ _SPECIAL_TOKENS = (
     "<|image_pad|>",
     "<|video_pad|>",
 )
-_SYSTEM = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
 
 #: settings of the tiny random model (``build_tiny_backbone("qwen2_5_vl", **overrides)``)
 TINY_QWEN_SETTINGS: dict[str, Any] = {
@@ -124,18 +114,12 @@ def window_merge_unit_order(
 
 
 def _read_pixel_settings(model_dir: Path | None) -> tuple[tuple[float, ...], tuple[float, ...], float]:
-    """``(mean, std, rescale_factor)`` from the folder's (video) preprocessor config, else Qwen's defaults."""
+    """``(mean, std, rescale_factor)`` from the folder's (video) preprocessor config, else the released models'
+    (OpenAI CLIP statistics, 1/255)."""
     mean, std, rescale = CLIP_MEAN, CLIP_STD, 1.0 / 255.0
     if model_dir is None:
         return mean, std, rescale
-    for name in ("video_preprocessor_config.json", "preprocessor_config.json"):
-        path = model_dir / name
-        if not path.is_file():
-            continue
-        try:
-            cfg = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise BackboneError(f"{path} is not valid JSON ({err}); fix or delete it") from err
+    for path, cfg in preprocessor_configs(model_dir):
         mean = tuple(float(v) for v in cfg.get("image_mean", mean))
         std = tuple(float(v) for v in cfg.get("image_std", std))
         rescale = float(cfg.get("rescale_factor", rescale))
@@ -151,7 +135,7 @@ def _local_dir(path: str) -> Path | None:
 
 
 @register_adapter
-class Qwen2_5_VLAdapter(BackboneAdapter):
+class Qwen2_5_VLAdapter(TinyHooks, BackboneAdapter):
     """Qwen2.5-VL (3B/7B/32B/72B-Instruct) behind :class:`BackboneAdapter`.
 
     ``model`` is a ``Qwen2_5_VLForConditionalGeneration`` (full) or a ``Qwen2_5_VLModel`` without decoder
@@ -342,7 +326,7 @@ class Qwen2_5_VLAdapter(BackboneAdapter):
         x = frames_to_float(frames.to(self.pixel_mean.device))  # (B, T, 3, H, W) in [0, 1], on the model's device
         if self.config.input_size is not None:
             size = (int(self.config.input_size[0]), int(self.config.input_size[1]))
-            x = resize_frames(x.flatten(0, 1), size).clamp_(0.0, 1.0).unflatten(0, (b, t))
+            x = resize_float_frames_bicubic(x.flatten(0, 1), size).clamp_(0.0, 1.0).unflatten(0, (b, t))
         h, w = int(x.shape[-2]), int(x.shape[-1])
         gt, gh, gw = self.feature_grid(t, (h, w))
         x = (x * (self.rescale_factor * 255.0) - self.pixel_mean) / self.pixel_std
@@ -480,13 +464,7 @@ class Qwen2_5_VLAdapter(BackboneAdapter):
 
     @property
     def chat_format(self) -> ChatFormat:
-        return ChatFormat(
-            system=_SYSTEM,
-            user_prefix="<|im_start|>user\n",
-            user_suffix="<|im_end|>\n",
-            assistant_prefix="<|im_start|>assistant\n",
-            assistant_suffix="<|im_end|>\n",
-        )
+        return ChatFormat.chatml("You are a helpful assistant.")
 
     def _token_id(self, token: str) -> int:
         tid = self.tokenizer.convert_tokens_to_ids(token)
@@ -544,15 +522,8 @@ class Qwen2_5_VLAdapter(BackboneAdapter):
         mrope.append(half - sum(mrope))
         return Qwen2_5_VLConfig(
             text_config={
-                "vocab_size": len(tokenizer),
-                "hidden_size": s["text_hidden_size"],
-                "intermediate_size": s["text_intermediate_size"],
-                "num_hidden_layers": s["text_layers"],
-                "num_attention_heads": s["text_heads"],
-                "num_key_value_heads": s["text_kv_heads"],
-                "max_position_embeddings": s["max_position_embeddings"],
+                **tiny_text_config(s, tokenizer),
                 "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope},
-                "initializer_range": s["initializer_range"],
                 "bos_token_id": None,
                 "eos_token_id": ids["<|im_end|>"],
                 "pad_token_id": ids["<|endoftext|>"],

@@ -1,14 +1,15 @@
 """Tiny random backbones built offline, for every family (SPEC §2) — for tests, the demo and users.
 
 :func:`build_tiny_backbone` makes a small random model of a family (a few vision blocks, a 2-layer LLM,
-small widths; the family's adapter says how, through its ``tiny_model`` / ``tiny_special_tokens`` /
-``tiny_processor_files`` classmethods) and a small byte-level BPE tokenizer trained on the fly with the
-``tokenizers`` library on a built-in English corpus (anomaly and dialogue vocabulary: yes/no, colours,
-directions, objects, the AHD prompt templates, the dialogue questions) plus the family's special tokens.
+small widths; the family's adapter says how, through the :class:`TinyHooks` classmethods it overrides:
+``tiny_special_tokens`` / ``tiny_config`` / ``tiny_model`` / ``tiny_processor_files``) and a small
+byte-level BPE tokenizer trained on the fly with the ``tokenizers`` library on a built-in English corpus
+(anomaly and dialogue vocabulary: yes/no, colours, directions, objects, the AHD prompt templates, the
+dialogue questions) plus the family's special tokens.
 Nothing is downloaded. The same seed gives the same weights in any process.
 
 With ``out_dir`` the model, tokenizer and processor files are saved (atomically: a half-written folder never
-appears under the final name) and loaded back through :func:`~tvau_lightning.backbones.load_backbone`, so the
+appears under the final name) and loaded back through :func:`~tvau_lightning.backbones.registry.load_backbone`, so the
 real loading path is exercised. ``tvau make-tiny-backbone --family qwen2_5_vl --out DIR`` does the same from
 the shell.
 
@@ -23,31 +24,114 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
+from torch import nn
 
 from tvau_lightning.atomic import atomic_directory
-from tvau_lightning.backbones.base import (
-    BackboneAdapter,
-    BackboneConfig,
-    BackboneError,
-    load_backbone,
-    registered_model_types,
-)
+from tvau_lightning.backbones.base import BackboneAdapter
+from tvau_lightning.backbones.registry import load_backbone, registered_model_types
+from tvau_lightning.backbones.types import BackboneConfig, BackboneError
 
 __all__ = [
+    "TINY_SHARED_SETTINGS",
     "TINY_VOCAB_SIZE",
+    "TinyHooks",
     "adapter_class_for_family",
     "build_tiny_backbone",
     "make_tiny_backbone_main",
     "tiny_corpus",
     "tiny_families",
+    "tiny_settings",
+    "tiny_text_config",
     "train_tiny_tokenizer",
 ]
 
 #: target vocabulary of the tiny BPE tokenizers (256 byte symbols + merges + special tokens)
 TINY_VOCAB_SIZE = 1024
+
+
+# --------------------------------------------------------------------------------------------------
+# The hooks a family implements
+# --------------------------------------------------------------------------------------------------
+
+#: tiny-model sizes every family shares (vision and text widths, depth of the 2-layer LLM, …); each family's
+#: ``TINY_*_SETTINGS`` adds its own keys (patch size, window, image size) on top
+TINY_SHARED_SETTINGS: dict[str, Any] = {
+    "vision_hidden_size": 32,
+    "vision_heads": 2,
+    "vision_intermediate_size": 64,
+    "text_hidden_size": 64,
+    "text_layers": 2,
+    "text_heads": 4,
+    "text_kv_heads": 2,
+    "text_intermediate_size": 128,
+    "max_position_embeddings": 4096,
+    "initializer_range": 0.1,  # larger than the usual 0.02 so greedy decoding has clear winners
+}
+
+
+def tiny_settings(family: str, defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A family's tiny settings with ``overrides`` applied; an unknown override key raises TypeError."""
+    unknown = sorted(set(overrides) - set(defaults))
+    if unknown:
+        raise TypeError(f"unknown tiny {family} settings {unknown}; known: {sorted(defaults)}")
+    return {**defaults, **overrides}
+
+
+def tiny_text_config(settings: dict[str, Any], tokenizer: Any) -> dict[str, Any]:
+    """The language-model config entries every family's tiny model shares: widths, depth, heads, context and
+    init from ``settings`` (the :data:`TINY_SHARED_SETTINGS` keys), the vocabulary size from ``tokenizer``; the
+    family adds its model type and special-token ids."""
+    return {
+        "vocab_size": len(tokenizer),
+        "hidden_size": settings["text_hidden_size"],
+        "intermediate_size": settings["text_intermediate_size"],
+        "num_hidden_layers": settings["text_layers"],
+        "num_attention_heads": settings["text_heads"],
+        "num_key_value_heads": settings["text_kv_heads"],
+        "max_position_embeddings": settings["max_position_embeddings"],
+        "initializer_range": settings["initializer_range"],
+    }
+
+
+def _no_tiny_model(cls: type) -> BackboneError:
+    return BackboneError(f"{cls.__name__} ({cls.family}) has no tiny model; implement tiny_special_tokens and "
+                         "tiny_config to use build_tiny_backbone with it (see backbones/tiny.py)")
+
+
+class TinyHooks:
+    """How a family builds its tiny random model: a base of the family's adapter class (next to
+    :class:`~tvau_lightning.backbones.base.BackboneAdapter`), whose classmethods the family overrides."""
+
+    family: ClassVar[str]
+
+    @classmethod
+    def tiny_special_tokens(cls) -> dict[str, Any]:
+        """Keyword arguments of the family's tiny tokenizer: the named tokens it has (``bos_token``,
+        ``eos_token``, ``unk_token``, ``pad_token``) and ``additional_special_tokens`` (every special token,
+        named ones included, in a fixed order: they get the first ids of the vocabulary)."""
+        raise _no_tiny_model(cls)
+
+    @classmethod
+    def tiny_config(cls, tokenizer: Any, **overrides: Any) -> Any:
+        """The Hugging Face config of a tiny random model of the family (a few vision blocks, a 2-layer LLM,
+        small widths) whose special-token ids come from ``tokenizer``; unknown ``overrides`` raise TypeError."""
+        raise _no_tiny_model(cls)
+
+    @classmethod
+    def tiny_model(cls, seed: int, tokenizer: Any, **overrides: Any) -> nn.Module:
+        """A tiny random model from :meth:`tiny_config` (called under ``torch.manual_seed(seed)``)."""
+        from transformers import AutoModelForImageTextToText
+
+        return AutoModelForImageTextToText.from_config(cls.tiny_config(tokenizer, **overrides))
+
+    @classmethod
+    def tiny_processor_files(cls, model: nn.Module) -> dict[str, dict[str, Any]]:
+        """Extra JSON files (``preprocessor_config.json`` …) saved beside a tiny model; name → content."""
+        return {}
+
 
 
 # --------------------------------------------------------------------------------------------------
@@ -169,11 +253,14 @@ def train_tiny_tokenizer(
 
 def tiny_families() -> list[str]:
     """Families (``BackboneAdapter.family``) that can build a tiny model."""
-    families = set()
-    for cls in registered_model_types().values():
-        if cls.tiny_config.__func__ is not BackboneAdapter.tiny_config.__func__:  # type: ignore[attr-defined]
-            families.add(cls.family)
-    return sorted(families)
+    return sorted({cls.family for cls in registered_model_types().values() if _has_tiny_model(cls)})
+
+
+def _has_tiny_model(cls: type) -> bool:
+    """Whether ``cls`` has :class:`TinyHooks` and overrides its ``tiny_config``."""
+    if not issubclass(cls, TinyHooks):
+        return False
+    return cls.tiny_config.__func__ is not TinyHooks.tiny_config.__func__  # type: ignore[attr-defined]
 
 
 def adapter_class_for_family(family: str) -> type[BackboneAdapter]:
@@ -198,6 +285,8 @@ def build_tiny_backbone(
         overrides: the family's tiny settings to change (e.g. ``vision_depth=2``); see its ``tiny_model``.
     """
     cls = adapter_class_for_family(family)
+    if not issubclass(cls, TinyHooks):
+        raise _no_tiny_model(cls)
     tokenizer = train_tiny_tokenizer(cls.tiny_special_tokens())
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -209,7 +298,7 @@ def build_tiny_backbone(
 
     out_dir = Path(out_dir)
     extra_files = cls.tiny_processor_files(model)
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, overwrite=True) as tmp:
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
         for name, content in extra_files.items():

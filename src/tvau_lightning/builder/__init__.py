@@ -25,7 +25,7 @@ _LAZY = {
     "RetryPolicy": "tvau_lightning.builder.annotators",
     "query_structured": "tvau_lightning.builder.annotators",
     "OpenAIChatAnnotator": "tvau_lightning.builder.openai_http",
-    "VideoSource": "tvau_lightning.builder.sources",
+    "DatasetVideoSource": "tvau_lightning.builder.sources",
     "ArrayVideoSource": "tvau_lightning.builder.sources",
     "ubnormal_videos": "tvau_lightning.builder.sources",
     "shanghaitech_videos": "tvau_lightning.builder.sources",

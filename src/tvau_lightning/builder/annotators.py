@@ -360,7 +360,7 @@ class BackboneAnnotator(Annotator):
 
     @torch.no_grad()
     def complete(self, request: AnnotatorRequest) -> str:
-        from tvau_lightning.backbones.base import BackboneError, ContextOverflowError
+        from tvau_lightning.backbones.types import BackboneError, ContextOverflowError
         from tvau_lightning.data.dialogue_schema import Turn
 
         if not request.images:

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tvau_lightning.atomic import OutputFolderError, Terminated
 from tvau_lightning.builder.annotators import (
     Annotator,
     AnnotatorConfigError,
@@ -33,7 +34,18 @@ from tvau_lightning.builder.annotators import (
     ScriptedAnnotator,
 )
 from tvau_lightning.builder.pipeline import BuildError, BuilderSettings, DatasetBuilder, settings_from_dict
-from tvau_lightning.builder.sources import SourceError, VideoSource
+from tvau_lightning.builder.sources import DatasetVideoSource, SourceError
+from tvau_lightning.commands.options import (
+    check_number,
+    fraction,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    unit_interval,
+)
+
+_NUMBER_TYPES = (fraction, nonnegative_float, nonnegative_int, positive_float, positive_int, unit_interval)
 
 #: command-line options that map onto BuilderSettings fields (None = "not given", the YAML/default wins)
 _SETTING_OPTIONS: dict[str, type] = {
@@ -61,9 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--split", help="UBnormal: training|validation|test (default training); "
                      "ShanghaiTech: train|val|test (default train)")
     src.add_argument("--protocol", choices=("standard", "tvau"), help="ShanghaiTech protocol (default tvau)")
-    src.add_argument("--val-fraction", type=float, help="ShanghaiTech tvau protocol: held-out fraction (default 0.2)")
-    src.add_argument("--split-seed", type=int, help="ShanghaiTech tvau protocol: split seed (default 0)")
-    src.add_argument("--fps", type=float, help="frame rate of frame-folder videos (default 24)")
+    src.add_argument("--val-fraction", type=fraction, help="ShanghaiTech tvau protocol: held-out fraction (default 0.2)")
+    src.add_argument("--split-seed", type=nonnegative_int, help="ShanghaiTech tvau protocol: split seed (default 0)")
+    src.add_argument("--fps", type=positive_float, help="frame rate of frame-folder videos (default 24)")
+    src.add_argument("--video-backend", choices=("auto", "decord", "pyav", "torchcodec"),
+                     help="decoder of video files (default auto: decord if installed, else PyAV)")
     src.add_argument("--unlabelled", choices=("error", "normal"),
                      help="folder: a video without labels or masks is an error (default) or normal")
     src.add_argument("--normal-videos", choices=("include", "exclude"),
@@ -77,42 +91,42 @@ def build_parser() -> argparse.ArgumentParser:
     ann.add_argument("--base-url", help="openai: API root, e.g. http://localhost:8000/v1")
     ann.add_argument("--model", help="openai: the served model name")
     ann.add_argument("--api-key-env", help="openai: environment variable holding the API key (default OPENAI_API_KEY)")
-    ann.add_argument("--timeout", type=float, help="openai: seconds per reply (default 120)")
-    ann.add_argument("--min-interval", type=float, help="openai: at least this many seconds between requests")
-    ann.add_argument("--max-rpm", type=int, help="openai: at most this many requests per minute")
-    ann.add_argument("--concurrency", type=int, help="openai: requests in flight at once (default 1)")
-    ann.add_argument("--max-image-side", type=int, help="openai: downscale images to this longer side (default 768)")
-    ann.add_argument("--size-multiple", type=int,
+    ann.add_argument("--timeout", type=positive_float, help="openai: seconds per reply (default 120)")
+    ann.add_argument("--min-interval", type=nonnegative_float, help="openai: at least this many seconds between requests")
+    ann.add_argument("--max-rpm", type=positive_int, help="openai: at most this many requests per minute")
+    ann.add_argument("--concurrency", type=positive_int, help="openai: requests in flight at once (default 1)")
+    ann.add_argument("--max-image-side", type=positive_int, help="openai: downscale images to this longer side (default 768)")
+    ann.add_argument("--size-multiple", type=positive_int,
                      help="openai: round sent image sides to multiples of this (28 for Qwen2.5-VL)")
     ann.add_argument("--json-mode", choices=("none", "json_object", "json_schema"),
                      help="openai: ask the server for JSON output (json_schema = guided decoding in vLLM)")
-    ann.add_argument("--temperature", type=float, help="openai: sampling temperature (default 0)")
-    ann.add_argument("--max-tokens", type=int, help="reply budget (default 1024; backbone: 512)")
+    ann.add_argument("--temperature", type=nonnegative_float, help="openai: sampling temperature (default 0)")
+    ann.add_argument("--max-tokens", type=positive_int, help="reply budget (default 1024; backbone: 512)")
     ann.add_argument("--backbone", help="backbone: local Hugging Face model folder")
     ann.add_argument("--device", help="backbone: torch device (default cuda if available, else cpu)")
-    ann.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"),
+    ann.add_argument("--image-size", type=positive_int, nargs=2, metavar=("H", "W"),
                      help="backbone: images are resized to H W (default 448 448)")
     ann.add_argument("--category", help="ground-truth: the category given to every object (default person)")
-    ann.add_argument("--attempts", type=int, help="tries per question (default 3)")
-    ann.add_argument("--backoff", type=float, help="seconds before the first retry, doubled each time (default 1)")
+    ann.add_argument("--attempts", type=positive_int, help="tries per question (default 3)")
+    ann.add_argument("--backoff", type=nonnegative_float, help="seconds before the first retry, doubled each time (default 1)")
 
     st = parser.add_argument_group("dataset settings (BuilderSettings; docs/builder.md)")
-    st.add_argument("--sample-fps", type=float, help="frames per second asked the frame question (default 2)")
-    st.add_argument("--max-frames-per-video", type=int, help="cap on annotated frames per video (default 64)")
+    st.add_argument("--sample-fps", type=positive_float, help="frames per second asked the frame question (default 2)")
+    st.add_argument("--max-frames-per-video", type=positive_int, help="cap on annotated frames per video (default 64)")
     st.add_argument("--verify", choices=("all", "anomaly", "none"), help="mutual verification scope (default all)")
-    st.add_argument("--window", type=int, help="one record per window of this many frames (default: per video)")
-    st.add_argument("--window-stride", type=int, help="frames between window starts (default: the window)")
-    st.add_argument("--max-targets", type=int, help="most targets in one phase A narrative (default 5)")
+    st.add_argument("--window", type=positive_int, help="one record per window of this many frames (default: per video)")
+    st.add_argument("--window-stride", type=positive_int, help="frames between window starts (default: the window)")
+    st.add_argument("--max-targets", type=positive_int, help="most targets in one phase A narrative (default 5)")
     st.add_argument("--box-format", choices=("pixels", "normalized_1000", "normalized_1"),
                     help="how the annotator writes boxes (Qwen2.5-VL: pixels; Qwen2-VL: normalized_1000)")
-    st.add_argument("--refine-min-support", type=float, help="fraction of refined frames that must show the anomaly")
-    st.add_argument("--blur-fraction", type=float, help="background blur sigma / longer frame side (default 0.02)")
-    st.add_argument("--max-consecutive-failures", type=int, help="stop after this many failed questions in a row")
+    st.add_argument("--refine-min-support", type=unit_interval, help="fraction of refined frames that must show the anomaly")
+    st.add_argument("--blur-fraction", type=nonnegative_float, help="background blur sigma / longer frame side (default 0.02)")
+    st.add_argument("--max-consecutive-failures", type=positive_int, help="stop after this many failed questions in a row")
 
     run = parser.add_argument_group("run")
     run.add_argument("--out", help="output folder (phase_a.jsonl, phase_b.jsonl, summary.json, failures.jsonl)")
     run.add_argument("--work-dir", help="per-video cache (default OUT/work)")
-    run.add_argument("--max-videos", "--limit", dest="max_videos", type=int, help="only the first N videos")
+    run.add_argument("--max-videos", "--limit", dest="max_videos", type=positive_int, help="only the first N videos")
     run.add_argument("--restart", action="store_true", default=None,
                      help="discard a work folder made with other settings")
     run.add_argument("--absolute-paths", action="store_true", default=None,
@@ -140,6 +154,14 @@ def merge_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> t
         if unknown:
             parser.error(f"--config {path}: unknown option(s) {unknown}; use the long option names with underscores")
         values = {k.replace("-", "_"): v for k, v in loaded.items()}
+        for action in parser._actions:  # YAML values bypass argparse: the same checks, naming the key
+            if action.type in _NUMBER_TYPES and values.get(action.dest) is not None:
+                items = values[action.dest] if isinstance(values[action.dest], list) else [values[action.dest]]
+                try:
+                    checked = [check_number(f"--config {path}: {action.dest}", v, action.type) for v in items]
+                except ValueError as err:
+                    parser.error(str(err))
+                values[action.dest] = checked if isinstance(values[action.dest], list) else checked[0]
     for key, value in vars(args).items():
         if value is not None and key != "config":
             values[key] = value
@@ -156,7 +178,7 @@ def merge_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> t
     return values, settings
 
 
-def make_sources(opts: dict[str, Any], parser: argparse.ArgumentParser) -> list[VideoSource]:
+def make_sources(opts: dict[str, Any], parser: argparse.ArgumentParser) -> list[DatasetVideoSource]:
     from tvau_lightning.builder.sources import folder_videos, shanghaitech_videos, ubnormal_videos
 
     source, root = opts.get("source"), opts.get("root")
@@ -166,12 +188,14 @@ def make_sources(opts: dict[str, Any], parser: argparse.ArgumentParser) -> list[
         if not opts.get("split_dir"):
             parser.error("--source ubnormal needs --split-dir (the folder of *_video_names.txt files)")
         return ubnormal_videos(root, opts["split_dir"], opts.get("split") or "training",
-                               include_normal=opts.get("normal_videos", "include") == "include")
+                               include_normal=opts.get("normal_videos", "include") == "include",
+                               video_backend=opts.get("video_backend") or "auto")
     if source == "shanghaitech":
         return shanghaitech_videos(root, opts.get("protocol") or "tvau", opts.get("split") or "train",
                                    val_fraction=opts.get("val_fraction", 0.2), split_seed=opts.get("split_seed", 0),
-                                   fps=opts.get("fps") or 24.0)
-    return folder_videos(root, fps=opts.get("fps"), unlabelled=opts.get("unlabelled") or "error")
+                                   fps=opts.get("fps") or 24.0, video_backend=opts.get("video_backend") or "auto")
+    return folder_videos(root, fps=opts.get("fps"), unlabelled=opts.get("unlabelled") or "error",
+                         video_backend=opts.get("video_backend") or "auto")
 
 
 def make_annotator(opts: dict[str, Any], parser: argparse.ArgumentParser) -> Annotator:
@@ -195,7 +219,7 @@ def make_annotator(opts: dict[str, Any], parser: argparse.ArgumentParser) -> Ann
             parser.error("--annotator backbone needs --backbone (a local Hugging Face model folder)")
         import torch
 
-        from tvau_lightning.backbones.base import load_backbone
+        from tvau_lightning.backbones.registry import load_backbone
         from tvau_lightning.builder.annotators import BackboneAnnotator
 
         device = opts.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -207,7 +231,8 @@ def make_annotator(opts: dict[str, Any], parser: argparse.ArgumentParser) -> Ann
 
 
 def build_dataset_main(argv: Sequence[str] | None = None) -> int:
-    """``tvau build-dataset``; returns 0 on success, 1 on a stopped build, 130 when interrupted."""
+    """``tvau build-dataset``; returns 0 when every video is done, 1 when videos failed or the build stopped
+    (one line on stderr), 2 for a bad source or annotator setting, 130 on Ctrl-C and 143 on SIGTERM."""
     parser = build_parser()
     args = parser.parse_args(list(argv) if argv is not None else None)
     opts, settings_values = merge_config(args, parser)
@@ -228,15 +253,25 @@ def build_dataset_main(argv: Sequence[str] | None = None) -> int:
                              progress=not opts.get("no_progress"))
     try:
         summary = builder.run(sources, max_videos=opts.get("max_videos"))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated) as err:
         print(f"\ninterrupted: finished videos are cached in {builder.work_dir}; rerun the same command to continue",
               file=sys.stderr)
-        return 130
+        return err.code if isinstance(err, Terminated) else 130
+    except OutputFolderError as err:
+        print(f"tvau build-dataset: error: {err}", file=sys.stderr)
+        return 2
     except (BuildError, AnnotatorConfigError) as err:
         print(f"tvau build-dataset stopped: {err}", file=sys.stderr)
         return 1
     print(json.dumps({"records": summary.records, "dropped_records": summary.dropped_records,
-                      "videos": summary.videos, "processed": summary.processed, "cached": summary.cached,
-                      "failed_videos": len(summary.failed_videos), "queries": summary.queries,
+                      "videos": summary.videos, "done": summary.done, "skipped": summary.skipped,
+                      "failed": summary.failed, "queries": summary.queries,
                       "failed_queries": summary.failed_queries, "outputs": summary.outputs}, indent=1))
+    if summary.failed:
+        first = summary.failed_videos[0]
+        print(f"tvau build-dataset: {summary.failed} of {summary.videos} video(s) failed and are not in the dataset; "
+              f"first: {first['dataset']}/{first['video_id']}: {first['error']}. Fix the cause and rerun the same "
+              f"command: it asks only the failed videos again (failed questions in {summary.outputs['failures']})",
+              file=sys.stderr)
+        return 1
     return 0

@@ -40,6 +40,9 @@ from typing import Literal
 
 import numpy as np
 
+# box conventions are defined once, in metrics/boxes.py; re-exported for the builder modules
+from tvau_lightning.metrics.boxes import inclusive_to_continuous as inclusive_to_continuous
+
 #: 3×3 grid cell names, row-major (row 0 = top of the frame)
 GRID_CELLS: tuple[tuple[str, str, str], ...] = (
     ("top-left", "top-center", "top-right"),
@@ -135,32 +138,10 @@ class TrajectoryFacts:
 
 
 # --------------------------------------------------------------------------------------------- boxes
-def inclusive_to_continuous(boxes: np.ndarray) -> np.ndarray:
-    """``(n, 4)`` inclusive pixel boxes (a GT convention) → continuous ``[x1, x2 + 1)`` boxes, float64."""
-    out = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
-    out[:, 2:] += 1.0
-    return out
-
-
 def box_centers(boxes: np.ndarray) -> np.ndarray:
     """``(n, 4)`` boxes → ``(n, 2)`` centres ``(x, y)``."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     return np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], axis=1)
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of continuous boxes: ``(n, 4)`` × ``(m, 4)`` → ``(n, m)``."""
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
 def grid_cell(x: float, y: float, frame_size: tuple[int, int]) -> str:

@@ -3,7 +3,8 @@
 Plain standard library (``urllib.request`` + ``json``): ``POST {base_url}/chat/completions`` with the system
 message and one user message holding the prompt text and each image as a base64 ``data:`` URL. The API key,
 if any, is read from an environment variable (never from a file or the command line) and sent as
-``Authorization: Bearer …``. A :class:`RateLimiter` spaces requests; the caller
+``Authorization: Bearer …``; the key's value is removed from every reply and error message before anything
+else sees it (servers echo it in errors), so it can reach no file the builder writes. A :class:`RateLimiter` spaces requests; the caller
 (:func:`~tvau_lightning.builder.annotators.query_structured`) retries what :class:`OpenAIChatAnnotator`
 reports as transient.
 
@@ -184,13 +185,33 @@ class OpenAIChatAnnotator(Annotator):
         """``(H, W)`` of the image as it will be sent (:func:`fitted_size`)."""
         return fitted_size(int(image.shape[0]), int(image.shape[1]), self.max_image_side, self.size_multiple)
 
+    def _api_key(self) -> str | None:
+        return (os.environ.get(self.api_key_env) or None) if self.api_key_env else None
+
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self.api_key_env:
-            key = os.environ.get(self.api_key_env)
-            if key:
-                headers["Authorization"] = f"Bearer {key}"
+        key = self._api_key()
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
         return headers
+
+    def redact(self, text: str) -> str:
+        """``text`` without the API key's value (replaced by ``[API key redacted]``)."""
+        key = self._api_key()
+        return text.replace(key, "[API key redacted]") if key and len(key) >= 4 else text
+
+    def _server_message(self, body: bytes) -> str:
+        """The error text of a reply body: ``error.message`` of an OpenAI-style JSON error, else the first
+        300 characters; the API key redacted."""
+        text = body.decode("utf-8", "replace")
+        try:
+            error = json.loads(text).get("error")
+            message = error.get("message") if isinstance(error, dict) else error
+            if isinstance(message, str) and message.strip():
+                text = message
+        except (ValueError, AttributeError):
+            pass
+        return self.redact(" ".join(text.split())[:300])
 
     def build_payload(self, request: AnnotatorRequest) -> dict[str, Any]:
         """The JSON body of the chat-completions request."""
@@ -220,18 +241,25 @@ class OpenAIChatAnnotator(Annotator):
             with urllib.request.urlopen(http_request, timeout=self.timeout) as response:
                 raw = response.read()
         except urllib.error.HTTPError as err:
-            detail = err.read()[:300].decode("utf-8", "replace") if err.fp is not None else ""
+            detail = self._server_message(err.read(4096)) if err.fp is not None else ""
             status = err.code
             if status in (401, 403):
-                where = f"the key in ${self.api_key_env}" if self.api_key_env else "no API key (api_key_env unset)"
+                if not self.api_key_env:
+                    where = "no API key (api_key_env unset)"
+                elif self._api_key():
+                    where = f"the key in ${self.api_key_env}"
+                else:
+                    where = f"no API key (${self.api_key_env} is not set)"
                 raise AnnotatorConfigError(
-                    f"{self.url} refused the request with HTTP {status} ({detail.strip()}); sent {where} — set the "
-                    "right key in that environment variable"
+                    f"{self.url} refused the request with HTTP {status}: {detail or '(no message)'} — sent {where}; "
+                    "set the right key in that environment variable"
                 ) from err
-            if status == 404:
+            lowered = detail.lower()
+            if status == 404 or (status == 400 and "model" in lowered
+                                 and ("not found" in lowered or "does not exist" in lowered)):
                 raise AnnotatorConfigError(
-                    f"{self.url} answered HTTP 404 ({detail.strip()}); check base_url (it should end in /v1 for "
-                    f"vLLM and Ollama) and that the server serves model {self.model!r}"
+                    f"{self.url} answered HTTP {status}: {detail or '(no message)'} — check that the server serves "
+                    f"model {self.model!r} (--model) and base_url (it should end in /v1 for vLLM and Ollama)"
                 ) from err
             if status == 429 or status >= 500:
                 retry_after = err.headers.get("Retry-After") if err.headers else None
@@ -239,8 +267,8 @@ class OpenAIChatAnnotator(Annotator):
                     seconds = float(retry_after) if retry_after is not None else None
                 except ValueError:
                     seconds = None
-                raise AnnotatorTransientError(f"HTTP {status} from {self.url}: {detail.strip()}", seconds) from err
-            raise AnnotatorRequestError(f"HTTP {status} from {self.url}: {detail.strip()}") from err
+                raise AnnotatorTransientError(f"HTTP {status} from {self.url}: {detail}", seconds) from err
+            raise AnnotatorRequestError(f"HTTP {status} from {self.url}: {detail}") from err
         except TimeoutError as err:
             raise AnnotatorTransientError(f"no reply from {self.url} within {self.timeout:g} s") from err
         except urllib.error.URLError as err:
@@ -249,6 +277,7 @@ class OpenAIChatAnnotator(Annotator):
             raise AnnotatorTransientError(f"cannot reach {self.url}: {err.reason}") from err
         except (ConnectionError, OSError) as err:
             raise AnnotatorTransientError(f"connection to {self.url} failed: {err}") from err
+        raw = self.redact(raw.decode("utf-8", "replace")).encode("utf-8") if isinstance(raw, bytes) else raw
         try:
             payload = json.loads(raw)
             message = payload["choices"][0]["message"]

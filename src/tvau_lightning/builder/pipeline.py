@@ -19,7 +19,14 @@ Per video (:meth:`DatasetBuilder.process_video`):
 4. **Rendering** (:mod:`.render`): one dialogue per clip (the whole video, or windows of ``window`` frames).
 
 Resumability: the result of each finished video is written atomically to ``<work_dir>/<dataset>/<video>.json``
-before the next starts; a rerun skips videos whose file exists. The settings that change annotator questions
+before the next starts; a rerun skips videos whose file exists. A video is *done* when every question got an
+answer — a malformed answer (after its retries) is an answer: it is recorded in ``failures.jsonl`` and the
+target it concerned is dropped. A question the annotator never answered (server down, HTTP 5xx, a body that
+is not a chat completion, a rejected request) marks its video *failed*: it is not written to the work folder
+nor to the JSONL files, its remaining questions are not asked, and a rerun asks it again (and only the
+failed or new videos). A rejected API key, an unknown URL or model (:class:`AnnotatorConfigError`) stops the
+run at once. The output folder is the tool's own (:func:`~tvau_lightning.atomic.claim_output_dir`): a
+non-empty folder it did not create, or one holding a video, is refused. The settings that change annotator questions
 are fingerprinted in ``<work_dir>/settings.json`` — a rerun with different ones stops with advice (use
 ``restart`` or another work folder). Rendering settings (windows, ``max_targets``) may change between runs:
 the JSONL files are always rendered again from the work folder, atomically, at the end of a run.
@@ -43,9 +50,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from tvau_lightning.atomic import write_text_atomic
+from tvau_lightning.atomic import OUTPUT_MARKER, claim_output_dir, signals_raise, write_text_atomic
 from tvau_lightning.builder.annotators import (
     Annotator,
+    AnnotatorConfigError,
     AnnotatorRequest,
     QueryOutcome,
     RetryPolicy,
@@ -79,7 +87,7 @@ from tvau_lightning.builder.schema import (
     parse_frame_objects,
     parse_motion,
 )
-from tvau_lightning.builder.sources import VideoSource
+from tvau_lightning.builder.sources import DatasetVideoSource
 from tvau_lightning.builder.timelines import (
     AssociationSettings,
     Observation,
@@ -108,6 +116,19 @@ RENDER_ONLY_SETTINGS = ("window", "window_stride", "max_targets")
 
 class BuildError(RuntimeError):
     """The build cannot go on (inconsistent work folder, too many consecutive annotator failures)."""
+
+
+#: ``QueryOutcome.error_kind`` values of a question the annotator never answered (the video fails)
+UNANSWERED_KINDS = ("transient", "request")
+
+
+class UnansweredQuestion(Exception):
+    """A question that got no answer after its retries: its video fails (and is asked again by a rerun)."""
+
+    def __init__(self, error: str, failure: dict[str, Any]) -> None:
+        super().__init__(error)
+        self.error = error
+        self.failure = failure
 
 
 @dataclass
@@ -296,12 +317,17 @@ def _prominence(target: _Target, start: int, end: int) -> float:
 
 @dataclass
 class BuildSummary:
-    """What a run produced (also written as ``summary.json``)."""
+    """What a run produced (also written as ``summary.json``).
+
+    ``videos`` = ``done`` (finished by this run) + ``skipped`` (finished by an earlier run, not asked again)
+    + ``failed`` (one entry each in ``failed_videos``, with the first error; not in the JSONL files).
+    """
 
     videos: int = 0
-    processed: int = 0
-    cached: int = 0
-    failed_videos: list[dict[str, str]] = field(default_factory=list)
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    failed_videos: list[dict[str, Any]] = field(default_factory=list)
     queries: int = 0
     failed_queries: int = 0
     queries_by_task: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -372,7 +398,7 @@ class DatasetBuilder:
                     old.unlink()
         write_text_atomic(settings_file, json.dumps(current, indent=1, sort_keys=True, default=str))
 
-    def work_file(self, video: VideoSource) -> Path:
+    def work_file(self, video: DatasetVideoSource) -> Path:
         return self.work_dir / _safe_name(video.dataset) / f"{_safe_name(video.video_id)}.json"
 
     # ----------------------------------------------------------------- questions
@@ -388,8 +414,13 @@ class DatasetBuilder:
                 outcomes = list(pool.map(one, requests))
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
-        else:
-            outcomes = [one(item) for item in requests]
+        else:  # one at a time: the first unanswered question ends the video's questions
+            outcomes = []
+            for item in requests:
+                outcomes.append(one(item))
+                if not outcomes[-1].ok and outcomes[-1].error_kind in UNANSWERED_KINDS:
+                    break
+        unanswered: list[dict[str, Any]] = []
         for (request, _), outcome in zip(requests, outcomes):
             counts[f"{request.task}:asked"] += 1
             if outcome.ok:
@@ -400,6 +431,8 @@ class DatasetBuilder:
             failures.append({"task": request.task, "frame": request.meta.get("frame"),
                              "target": request.meta.get("target"), "error": outcome.error,
                              "error_kind": outcome.error_kind, "attempts": outcome.attempts, "raw": outcome.raw})
+            if outcome.error_kind in UNANSWERED_KINDS:
+                unanswered.append(failures[-1])
             limit = self.settings.max_consecutive_failures
             if limit is not None and self._consecutive_failures >= limit:
                 raise BuildError(
@@ -407,9 +440,11 @@ class DatasetBuilder:
                     "Check the annotator (server up? model name? replies in the requested JSON?); finished videos "
                     "are kept and a rerun resumes"
                 )
+        if unanswered:
+            raise UnansweredQuestion(unanswered[0]["error"], unanswered[0])
         return outcomes
 
-    def _frame_request(self, video: VideoSource, frame: int, image: np.ndarray, focused: bool,
+    def _frame_request(self, video: DatasetVideoSource, frame: int, image: np.ndarray, focused: bool,
                        references: list[dict[str, Any]]) -> tuple[AnnotatorRequest, Callable[[str], Any]]:
         sent_h, sent_w = self.annotator.sent_size(image)
         prompt = frame_objects_prompt(sent_w, sent_h, self.settings.box_format, focused=focused)
@@ -426,7 +461,7 @@ class DatasetBuilder:
         return request, parse
 
     # ----------------------------------------------------------------- one video
-    def process_video(self, video: VideoSource) -> dict[str, Any]:
+    def process_video(self, video: DatasetVideoSource) -> dict[str, Any]:
         """Ask every question about one video and return its work record (see the module docstring)."""
         s = self.settings
         height, width = video.size
@@ -580,7 +615,7 @@ class DatasetBuilder:
             "targets": [t.to_json() for t in targets],
         }
 
-    def _verify(self, video: VideoSource, target: _Target, index: int, shown: dict[int, np.ndarray],
+    def _verify(self, video: DatasetVideoSource, target: _Target, index: int, shown: dict[int, np.ndarray],
                 originals: dict[int, np.ndarray], failures: list[dict[str, Any]], counts: Counter[str]) -> Verification:
         s = self.settings
         lookup = dict(zip(target.frames, target.boxes))
@@ -685,13 +720,33 @@ class DatasetBuilder:
         return records_a, records_b
 
     # ----------------------------------------------------------------- the run
-    def run(self, videos: Sequence[VideoSource], max_videos: int | None = None) -> BuildSummary:
+    def run(self, videos: Sequence[DatasetVideoSource], max_videos: int | None = None) -> BuildSummary:
         """Process every video not yet in the work folder, then write the JSONL files, summary and failure log.
 
-        ``KeyboardInterrupt`` and :class:`BuildError` propagate after the finished videos are safely cached;
-        the same call resumes. A video that raises any other error is recorded in the summary and skipped
-        (a rerun tries it again).
+        ``KeyboardInterrupt`` (also on SIGTERM, as :class:`~tvau_lightning.atomic.Terminated`),
+        :class:`BuildError` and :class:`AnnotatorConfigError` propagate after the finished videos are safely
+        cached; the same call resumes. A video with an unanswered question, or that raises any other error, is
+        recorded in ``summary.failed_videos`` and left out of the outputs (a rerun tries it again).
+
+        Raises:
+            OutputFolderError: ``out_dir`` (or ``work_dir``) is a non-empty folder the tool did not create, or
+                holds one of the videos.
         """
+        started = time.monotonic()
+        videos = list(videos)[:max_videos] if max_videos is not None else list(videos)
+        ids = [(v.dataset, v.video_id) for v in videos]
+        if len(set(ids)) != len(ids):
+            duplicates = sorted({f"{d}/{v}" for d, v in ids if ids.count((d, v)) > 1})
+            raise BuildError(f"video ids must be unique per dataset; repeated: {duplicates[:5]}")
+        inputs = [v.path for v in videos if getattr(v, "path", None) is not None]
+        for folder in dict.fromkeys([self.out_dir, self.work_dir]):
+            _adopt_earlier_output(folder)
+            claim_output_dir(folder, inputs)
+        with signals_raise():  # SIGTERM unwinds like Ctrl-C: no temporary file is left behind
+            return self._run(videos, started)
+
+    def _run(self, videos: list[DatasetVideoSource], started: float) -> BuildSummary:
+        from rich.console import Console
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -701,20 +756,14 @@ class DatasetBuilder:
             TimeRemainingColumn,
         )
 
-        started = time.monotonic()
-        videos = list(videos)[:max_videos] if max_videos is not None else list(videos)
-        ids = [(v.dataset, v.video_id) for v in videos]
-        if len(set(ids)) != len(ids):
-            duplicates = sorted({f"{d}/{v}" for d, v in ids if ids.count((d, v)) > 1})
-            raise BuildError(f"video ids must be unique per dataset; repeated: {duplicates[:5]}")
         self._prepare_work_dir()
         self._consecutive_failures = 0
         summary = BuildSummary(videos=len(videos), annotator=self.annotator.describe())
         works: list[dict[str, Any]] = []
+        unanswered: list[str] = []
         columns = (TextColumn("[bold]build-dataset[/bold] {task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("questions {task.fields[queries]} · failed {task.fields[failed]}"),
                    TimeElapsedColumn(), TimeRemainingColumn())
-        from rich.console import Console
 
         # on stderr, so that stdout stays free for the command's JSON summary
         with Progress(*columns, console=Console(stderr=True), disable=not self.progress, transient=False) as progress:
@@ -724,30 +773,40 @@ class DatasetBuilder:
                 path = self.work_file(video)
                 if path.is_file():
                     work = json.loads(path.read_text(encoding="utf-8"))
-                    summary.cached += 1
+                    summary.skipped += 1
                 else:
                     try:
                         work = self.process_video(video)
-                    except (KeyboardInterrupt, BuildError):
+                    except (KeyboardInterrupt, BuildError, AnnotatorConfigError):
                         raise
+                    except UnansweredQuestion as err:
+                        summary.failed_videos.append({"video_id": video.video_id, "dataset": video.dataset,
+                                                      "error": f"unanswered {err.failure['task']} question: {err}"})
+                        unanswered.append(json.dumps({"dataset": video.dataset, "video_id": video.video_id,
+                                                      **err.failure}))
+                        progress.advance(task)
+                        continue
                     except Exception as err:  # noqa: BLE001 - one broken video must not stop the dataset
                         summary.failed_videos.append({"video_id": video.video_id, "dataset": video.dataset,
                                                       "error": f"{type(err).__name__}: {err}"})
                         progress.advance(task)
                         continue
                     write_text_atomic(path, json.dumps(work, separators=(",", ":")))
-                    summary.processed += 1
+                    summary.done += 1
                 works.append(work)
                 asked = sum(v for k, v in work["queries"].items() if k.endswith(":asked"))
                 failed = sum(v for k, v in work["queries"].items() if k.endswith(":failed"))
                 progress.update(task, advance=1, queries=progress.tasks[0].fields["queries"] + asked,
                                 failed=progress.tasks[0].fields["failed"] + failed)
-        self._write_outputs(works, summary)
+        summary.failed = len(summary.failed_videos)
+        self._write_outputs(works, summary, unanswered)
         summary.elapsed_seconds = round(time.monotonic() - started, 3)
         write_text_atomic(self.out_dir / SUMMARY_FILE, json.dumps(summary.to_json(), indent=1, sort_keys=True))
         return summary
 
-    def _write_outputs(self, works: list[dict[str, Any]], summary: BuildSummary) -> None:
+    def _write_outputs(self, works: list[dict[str, Any]], summary: BuildSummary, unanswered: list[str]) -> None:
+        """Render the done videos' records; ``failures.jsonl`` gets their failed questions, then the unanswered
+        question of each failed video (``unanswered``, JSON lines)."""
         dropped: dict[str, Counter[str]] = {"phase_a": Counter(), "phase_b": Counter()}
         records_a: list[DialogueRecord] = []
         records_b: list[DialogueRecord] = []
@@ -768,7 +827,7 @@ class DatasetBuilder:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         write_dialogues(self.out_dir / PHASE_A_FILE, records_a)
         write_dialogues(self.out_dir / PHASE_B_FILE, records_b)
-        write_text_atomic(self.out_dir / FAILURES_FILE, "".join(f + "\n" for f in failures))
+        write_text_atomic(self.out_dir / FAILURES_FILE, "".join(f + "\n" for f in [*failures, *unanswered]))
         summary.queries = sum(c["asked"] for c in by_task.values())
         summary.failed_queries = sum(c["failed"] for c in by_task.values())
         summary.queries_by_task = {k: {"asked": v["asked"], "failed": v["failed"]} for k, v in sorted(by_task.items())}
@@ -779,6 +838,17 @@ class DatasetBuilder:
                            (("phase_a", PHASE_A_FILE), ("phase_b", PHASE_B_FILE), ("failures", FAILURES_FILE),
                             ("summary", SUMMARY_FILE))}
         summary.outputs["work_dir"] = str(self.work_dir)
+
+
+def _adopt_earlier_output(folder: Path) -> None:
+    """Mark a folder written by a builder from before output markers (it holds a ``settings.json`` work
+    fingerprint or a ``summary.json`` beside ``phase_a.jsonl``) as the tool's, so that it resumes."""
+    if not folder.is_dir() or (folder / OUTPUT_MARKER).exists():
+        return
+    earlier = (folder / "settings.json").is_file() or (folder / "work" / "settings.json").is_file() or (
+        (folder / SUMMARY_FILE).is_file() and (folder / PHASE_A_FILE).is_file())
+    if earlier:
+        write_text_atomic(folder / OUTPUT_MARKER, json.dumps({"tool": "tvau-lightning", "adopted": True}) + "\n")
 
 
 def settings_from_dict(values: dict[str, Any]) -> BuilderSettings:

@@ -1,4 +1,4 @@
-"""What the builder reads per video: :class:`VideoSource`, with adapters for UBnormal, ShanghaiTech (both
+"""What the builder reads per video: :class:`DatasetVideoSource`, with adapters for UBnormal, ShanghaiTech (both
 protocols), a plain folder of user videos, and in-memory arrays.
 
 A source gives the frames, the exact annotations the dataset has (frame labels, per-frame anomaly masks, GT
@@ -37,6 +37,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from tvau_lightning.data.clips import VideoClipDataset
+    from tvau_lightning.data.video import VideoBackend
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 MASK_IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg")
@@ -46,7 +47,7 @@ class SourceError(ValueError):
     """Input videos or annotations the builder cannot use; the message names the file and the fix."""
 
 
-class VideoSource(ABC):
+class DatasetVideoSource(ABC):
     """One video as the builder sees it.
 
     Attributes:
@@ -96,7 +97,7 @@ class VideoSource(ABC):
 
 
 # --------------------------------------------------------------------------------------------- in memory
-class ArrayVideoSource(VideoSource):
+class ArrayVideoSource(DatasetVideoSource):
     """A video held in memory (tests, notebooks, videos decoded elsewhere).
 
     Args:
@@ -160,7 +161,7 @@ def _tracks_from_masks(masks: np.ndarray) -> list[np.ndarray]:
 
 
 # --------------------------------------------------------------------------------------------- datasets
-class ClipDatasetVideoSource(VideoSource):
+class ClipDatasetVideoSource(DatasetVideoSource):
     """One video of a :class:`~tvau_lightning.data.clips.VideoClipDataset` (UBnormal, ShanghaiTech), read
     through the dataset's own reader, labels, masks and GT tracks."""
 
@@ -221,18 +222,20 @@ class UBnormalVideoSource(ClipDatasetVideoSource):
 
 
 def ubnormal_videos(root: str | os.PathLike[str], split_dir: str | os.PathLike[str], split: str = "training",
-                    include_normal: bool = True) -> list[VideoSource]:
+                    include_normal: bool = True, video_backend: VideoBackend = "auto") -> list[DatasetVideoSource]:
     """The videos of a UBnormal split (``training``/``validation``/``test``) in its native layout."""
     from tvau_lightning.data.ubnormal import UBnormalDataset
 
     dataset = UBnormalDataset(root, split_dir, split=split, clip_len=1, frame_size=None,
-                              include_normal=include_normal, gt_boxes=False, decode_threads=1)
+                              include_normal=include_normal, gt_boxes=False, decode_threads=1,
+                              video_backend=video_backend)
     return [UBnormalVideoSource(dataset, v) for v in dataset.video_ids]
 
 
 def shanghaitech_videos(root: str | os.PathLike[str], protocol: Literal["standard", "tvau"] = "tvau",
                         split: str = "train", val_fraction: float = 0.2, split_seed: int = 0,
-                        tvau_test: Literal["held_out", "all"] = "held_out", fps: float = 24.0) -> list[VideoSource]:
+                        tvau_test: Literal["held_out", "all"] = "held_out", fps: float = 24.0,
+                        video_backend: VideoBackend = "auto") -> list[DatasetVideoSource]:
     """The videos of a ShanghaiTech split under a protocol (``train``/``val``/``test``; see
     :class:`~tvau_lightning.data.shanghaitech.ShanghaiTechDataModule` — ``tvau`` splits the testing videos by
     video, ``standard`` trains on the normal training videos)."""
@@ -242,21 +245,21 @@ def shanghaitech_videos(root: str | os.PathLike[str], protocol: Literal["standar
         raise SourceError(f"ShanghaiTech split must be train, val or test, got {split!r}")
     module = ShanghaiTechDataModule(str(root), protocol=protocol, clip_len=1, frame_size=None,
                                     val_fraction=val_fraction, split_seed=split_seed, tvau_test=tvau_test, fps=fps,
-                                    gt_boxes=False, decode_threads=1)
+                                    gt_boxes=False, decode_threads=1, video_backend=video_backend)
     dataset = module.dataset(split)
     return [ClipDatasetVideoSource(dataset, v, "shanghaitech", dataset.videos[v].path) for v in dataset.video_ids]
 
 
 # --------------------------------------------------------------------------------------------- folder
-class FolderVideoSource(VideoSource):
+class FolderVideoSource(DatasetVideoSource):
     """A user video from a plain folder (see the module docstring for the layout)."""
 
     def __init__(self, path: Path, video_id: str, mask_path: Path | None, label_entry: object,
-                 labels_file: Path, unlabelled: str, fps: float | None) -> None:
+                 labels_file: Path, unlabelled: str, fps: float | None, video_backend: VideoBackend = "auto") -> None:
         from tvau_lightning.data.video import open_video
 
         self.video_id, self.dataset, self.path = video_id, "custom", Path(path)
-        self._reader = open_video(self.path, fps=fps, num_threads=1)
+        self._reader = open_video(self.path, video_backend, fps=fps, num_threads=1)
         self.num_frames = int(self._reader.num_frames)
         self.size = tuple(int(v) for v in self._reader.size)  # type: ignore[assignment]
         self.fps = float(self._reader.fps)
@@ -359,13 +362,15 @@ class FolderVideoSource(VideoSource):
 
 
 def folder_videos(root: str | os.PathLike[str], fps: float | None = None,
-                  unlabelled: Literal["error", "normal"] = "error") -> list[VideoSource]:
+                  unlabelled: Literal["error", "normal"] = "error",
+                  video_backend: VideoBackend = "auto") -> list[DatasetVideoSource]:
     """The videos of a plain folder (layout in the module docstring), sorted by name.
 
     Args:
         root: the folder holding ``videos/`` (and optionally ``masks/``, ``labels.json``).
         fps: frame rate of frame-folder videos (video files know theirs); default 24.
         unlabelled: what a video without labels or masks is: an ``error`` (default) or ``normal``.
+        video_backend: decoder of video files (``auto``: decord if installed, else PyAV).
     """
     root = Path(root)
     videos_dir = root / "videos"
@@ -394,12 +399,13 @@ def folder_videos(root: str | os.PathLike[str], fps: float | None = None,
     unknown = sorted(set(labels) - set(names))
     if unknown:
         raise SourceError(f"{labels_file} names video(s) {unknown[:5]} that are not in {videos_dir}")
-    sources: list[VideoSource] = []
+    sources: list[DatasetVideoSource] = []
     for path, name in zip(entries, names):
         mask_path = None
         for candidate in (root / "masks" / f"{name}.npy", root / "masks" / name):
             if candidate.exists():
                 mask_path = candidate
                 break
-        sources.append(FolderVideoSource(path, name, mask_path, labels.get(name), labels_file, unlabelled, fps))
+        sources.append(FolderVideoSource(path, name, mask_path, labels.get(name), labels_file, unlabelled, fps,
+                                         video_backend))
     return sources

@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from tvau_lightning.builder.geometry import box_centers, box_iou
+from tvau_lightning.builder.geometry import box_centers
 from tvau_lightning.builder.schema import DetectedObject, categories_agree, category_group
+from tvau_lightning.metrics.boxes import box_iou_continuous
 
 _INFEASIBLE = 1e6
 
@@ -133,7 +134,7 @@ def _pair_cost(last: Observation, det: DetectedObject, gap_seconds: float, diago
     if settings.require_category_agreement and not categories_agree(last.category, det.category):
         return _INFEASIBLE
     a, b = np.asarray(last.box)[None], np.asarray(det.box)[None]
-    iou = float(box_iou(a, b)[0, 0])
+    iou = float(box_iou_continuous(a, b)[0, 0])
     if iou >= settings.iou_threshold:
         return 1.0 - iou
     ca, cb = box_centers(a)[0], box_centers(b)[0]
@@ -208,7 +209,7 @@ def mean_track_iou(timeline: Timeline, lookup: Mapping[int, np.ndarray]) -> floa
     for obs in timeline.observations:
         box = lookup.get(obs.frame)
         if box is not None:
-            total += float(box_iou(np.asarray(obs.box)[None], box[None])[0, 0])
+            total += float(box_iou_continuous(np.asarray(obs.box)[None], box[None])[0, 0])
     return total / len(timeline.observations)
 
 
@@ -238,6 +239,6 @@ def best_match(objects: Sequence[DetectedObject], box: np.ndarray, min_iou: floa
     """The detection overlapping ``box`` most (IoU ≥ ``min_iou``), or ``None``."""
     if not objects:
         return None
-    ious = box_iou(np.asarray([o.box for o in objects]), np.asarray(box)[None])[:, 0]
+    ious = box_iou_continuous(np.asarray([o.box for o in objects]), np.asarray(box)[None])[:, 0]
     k = int(np.argmax(ious))
     return objects[k] if ious[k] >= min_iou else None

@@ -17,6 +17,8 @@ _LAZY = {
     "UBnormalDataset": "tvau_lightning.data.ubnormal",
     "ShanghaiTechDataModule": "tvau_lightning.data.shanghaitech",
     "ShanghaiTechDataset": "tvau_lightning.data.shanghaitech",
+    "UCFCrimeDataModule": "tvau_lightning.data.ucf_crime",
+    "XDViolenceDataModule": "tvau_lightning.data.xd_violence",
     "VideoClipDataModule": "tvau_lightning.data.clips",
     "VideoClipDataset": "tvau_lightning.data.clips",
     "DatasetFormatError": "tvau_lightning.data.clips",

@@ -31,7 +31,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from tvau_lightning.data.transforms import FrameResizeMode, resize_frames, resize_masks
 from tvau_lightning.data.types import ClipSample, collate_clips
-from tvau_lightning.data.video import DecordVideo, FrameFolderVideo
+from tvau_lightning.data.video import VideoBackend, VideoReader, resolve_backend
+from tvau_lightning.modules.grid import pad_last
 
 Sampling = Literal["train", "eval"]
 #: readers a forked DataLoader worker inherited from its parent. They are kept referenced and never used:
@@ -44,6 +45,11 @@ SPLITS = ("train", "val", "test", "predict")
 
 class DatasetFormatError(ValueError):
     """The data on disk does not follow the expected native layout; the message names the file and the fix."""
+
+
+class DatasetWarning(UserWarning):
+    """The data on disk departs from its benchmark's conventions in a way that was tolerated (``strict=False``);
+    the message names every video concerned and what was done about it."""
 
 
 def clip_span(clip_len: int, frame_stride: int) -> int:
@@ -144,6 +150,8 @@ class VideoClipDataset(Dataset, abc.ABC):
         clip_step: for ``train``, frames between window starts (default half a window).
         resize_mode: frame resampling filter (masks are always nearest).
         gt_boxes: attach each clip's RBDC/TBDC ground-truth boxes (``ClipSample.gt_boxes``).
+        video_backend: decoder of video files (``auto``: decord if installed, else PyAV; see
+            :func:`~tvau_lightning.data.video.open_video`); frame folders are always read with PIL.
     """
 
     max_open_readers = 8
@@ -157,8 +165,10 @@ class VideoClipDataset(Dataset, abc.ABC):
         clip_step: int | None = None,
         resize_mode: FrameResizeMode = "bilinear",
         gt_boxes: bool = True,
+        video_backend: VideoBackend = "auto",
     ) -> None:
         check_clip_args(clip_len, frame_stride, frame_size, clip_step)
+        resolve_backend(video_backend)  # an unknown or missing backend fails here, not in a DataLoader worker
         if sampling not in ("train", "eval"):
             raise ValueError(f"sampling must be 'train' or 'eval', got {sampling!r}")
         self.clip_len = int(clip_len)
@@ -168,9 +178,10 @@ class VideoClipDataset(Dataset, abc.ABC):
         self.clip_step = clip_step
         self.resize_mode = resize_mode
         self.attach_gt_boxes = gt_boxes
+        self.video_backend: VideoBackend = video_backend
         self._video_ids: list[str] = []
         self._clips: list[tuple[str, np.ndarray]] = []
-        self._readers: OrderedDict[str, DecordVideo | FrameFolderVideo] = OrderedDict()
+        self._readers: OrderedDict[str, VideoReader] = OrderedDict()
         self._readers_pid = os.getpid()
         self._labels: dict[str, np.ndarray] = {}
         self._tracks: dict[str, list[np.ndarray]] = {}
@@ -198,14 +209,14 @@ class VideoClipDataset(Dataset, abc.ABC):
         """The video's GT tracks, each ``(n, 5)`` int64 rows ``(frame, x1, y1, x2, y2)`` (inclusive pixels)."""
 
     @abc.abstractmethod
-    def _open_reader(self, video_id: str) -> DecordVideo | FrameFolderVideo:
+    def _open_reader(self, video_id: str) -> VideoReader:
         """Open the frames of the video (called at most once per process and cached)."""
 
     @abc.abstractmethod
     def _read_masks(self, video_id: str, indices: np.ndarray) -> torch.Tensor:
         """``(n, H, W)`` bool anomaly masks of the frames ``indices`` at the source size."""
 
-    def _check_reader(self, video_id: str, reader: DecordVideo | FrameFolderVideo) -> None:  # noqa: B027
+    def _check_reader(self, video_id: str, reader: VideoReader) -> None:  # noqa: B027
         """Lazy consistency checks between a freshly opened reader and the annotations (override)."""
 
     def _clip_gt_boxes(self, video_id: str, indices: np.ndarray) -> torch.Tensor:
@@ -247,7 +258,7 @@ class VideoClipDataset(Dataset, abc.ABC):
     def __len__(self) -> int:
         return len(self._clips)
 
-    def reader(self, video_id: str) -> DecordVideo | FrameFolderVideo:
+    def reader(self, video_id: str) -> VideoReader:
         """The (cached, per-process) frame reader of a video."""
         if self._readers_pid != os.getpid():  # a forked worker: never reuse (nor free) the parent's decoders
             _INHERITED_READERS.extend(self._readers.values())
@@ -288,7 +299,7 @@ class VideoClipDataset(Dataset, abc.ABC):
         valid = torch.zeros(self.clip_len, dtype=torch.bool)
         valid[:count] = True
         if pad:
-            frames = torch.cat([frames, frames[-1:].expand(pad, *frames.shape[1:])])
+            frames = pad_last(frames, self.clip_len)  # repeat the last frame, as the video processors do
             masks = torch.cat([masks, masks.new_zeros((pad, *masks.shape[1:]))])
             labels = torch.cat([labels, labels.new_zeros(pad)])
         return ClipSample(
@@ -309,12 +320,15 @@ class VideoClipDataModule(LightningDataModule, abc.ABC):
 
     Subclasses implement :meth:`_make_dataset`; the train split uses ``train`` sampling (shuffled), the
     others ``eval`` sampling (every frame once, in order). ``predict`` reads the test split.
+    ``video_backend`` is the decoder of video files (``auto``: decord if installed, else PyAV).
     """
 
     #: how items of this DataModule's datasets are batched
     collate_fn = staticmethod(collate_clips)
 
-    def __init__(self, batch_size: int = 1, num_workers: int = 0, pin_memory: bool = False) -> None:
+    def __init__(
+        self, batch_size: int = 1, num_workers: int = 0, pin_memory: bool = False, video_backend: VideoBackend = "auto"
+    ) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -323,6 +337,8 @@ class VideoClipDataModule(LightningDataModule, abc.ABC):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
+        resolve_backend(video_backend)
+        self.video_backend: VideoBackend = video_backend
         self._datasets: dict[str, Dataset] = {}
 
     @abc.abstractmethod

@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 from tvau_lightning.data.clips import VideoClipDataModule
 from tvau_lightning.data.dialogue_schema import DialogueRecord, Turn, load_dialogues
 from tvau_lightning.data.transforms import resize_frames
-from tvau_lightning.data.video import open_video
+from tvau_lightning.data.video import VideoBackend, open_video, resolve_backend
 
 
 @dataclass
@@ -103,9 +103,13 @@ class DialogueDataset(Dataset):
         path: the JSONL file; relative video paths are resolved against its folder.
         num_frames: frames sampled per clip (uniformly over the record's frame range).
         frame_size: ``(H, W)`` frames are resized to.
+        video_backend: decoder of the videos (``auto``: decord if installed, else PyAV).
     """
 
-    def __init__(self, path: str | os.PathLike[str], num_frames: int, frame_size: tuple[int, int]) -> None:
+    def __init__(self, path: str | os.PathLike[str], num_frames: int, frame_size: tuple[int, int],
+                 video_backend: VideoBackend = "auto") -> None:
+        resolve_backend(video_backend)
+        self.video_backend: VideoBackend = video_backend
         self.path = Path(path)
         self.records = load_dialogues(self.path)
         if not self.records:
@@ -127,7 +131,7 @@ class DialogueDataset(Dataset):
     def __getitem__(self, index: int) -> DialogueSample:
         record = self.records[index]
         video_path = record.resolve_video(self.path.parent)
-        reader = open_video(video_path)
+        reader = open_video(video_path, self.video_backend)
         start, end = record.frame_range or (0, reader.num_frames - 1)
         if end >= reader.num_frames:
             raise ValueError(
@@ -158,6 +162,7 @@ class DialogueDataModule(VideoClipDataModule):
         batch_size: clips per batch.
         num_workers: DataLoader workers.
         pin_memory: pin batches in page-locked memory (faster copies to a GPU).
+        video_backend: decoder of the videos (``auto``: decord if installed, else PyAV).
     """
 
     collate_fn = staticmethod(collate_dialogues)
@@ -172,8 +177,10 @@ class DialogueDataModule(VideoClipDataModule):
         batch_size: int = 1,
         num_workers: int = 0,
         pin_memory: bool = False,
+        video_backend: VideoBackend = "auto",
     ) -> None:
-        super().__init__(batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory)
+        super().__init__(batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory,
+                         video_backend=video_backend)
         self.save_hyperparameters()
         self.files = {"train": train_file, "val": val_file, "test": test_file or val_file}
         self.num_frames = num_frames
@@ -183,4 +190,4 @@ class DialogueDataModule(VideoClipDataModule):
         path = self.files.get(split)
         if path is None:
             raise ValueError(f"DialogueDataModule has no {split} file; set {split}_file")
-        return DialogueDataset(path, self.num_frames, self.frame_size)
+        return DialogueDataset(path, self.num_frames, self.frame_size, self.video_backend)

@@ -1,7 +1,7 @@
 """An on-disk store of frozen-tower vision features, one safetensors file per clip (stage 1 speed-up, SPEC §7).
 
 With the vision tower frozen, the AHD sees the same features for a clip every epoch; computing them once
-(``tvau cache-features``, in :mod:`tvau_lightning.tasks.cache_features`) and reading them back makes a
+(``tvau cache-features``, :mod:`tvau_lightning.modules.feature_extraction`) and reading them back makes a
 stage-1 epoch cost the AHD head and I/O only. This module is the store alone: it never runs (or imports) a
 backbone. Layout of a cache folder::
 
@@ -18,14 +18,22 @@ changes features; :meth:`FeatureCache.open` refuses a cache whose fingerprint di
 (the error lists the differences), and :meth:`FeatureCache.create` refuses to mix fingerprints in one folder
 unless told to clear it. Every file is written atomically, so an interrupted fill leaves only whole files and
 resumes where it stopped.
+
+Each video's **identity** is kept beside its clips (``features/<video id>/source.json``: path, size,
+modification time and a digest of the size and the first and last MiB — of every file of a frame folder,
+names and sizes). :meth:`FeatureCache.sync_videos` compares it with the video on disk: a fill deletes the
+clips of a replaced video (and says so, naming it) before computing them again; a reader is refused with the
+names of the replaced videos. A video only touched or copied (other time, same digest) keeps its clips.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +41,7 @@ from urllib.parse import quote
 
 import torch
 
-from tvau_lightning.atomic import atomic_path, write_text_atomic
+from tvau_lightning.atomic import OUTPUT_MARKER, atomic_path, write_text_atomic
 from tvau_lightning.data.types import ClipBatch
 
 __all__ = [
@@ -44,12 +52,18 @@ __all__ = [
     "MissingFeaturesError",
     "attach_cached_features",
     "data_fingerprint",
+    "dataset_video_paths",
+    "video_identity",
     "feature_key",
     "fingerprint_differences",
 ]
 
-#: bumped whenever the file layout or the meaning of a stored tensor changes
-CACHE_FORMAT_VERSION = 1
+#: bumped whenever the file layout or the meaning of a stored tensor changes (2: per-video source identity)
+CACHE_FORMAT_VERSION = 2
+#: per-video identity file, beside the video's clips
+SOURCE_FILE = "source.json"
+#: bytes read from each end of a video file for its digest
+_DIGEST_BYTES = 1 << 20
 MANIFEST = "manifest.json"
 #: names of the storage dtypes
 STORAGE_DTYPES: dict[str, torch.dtype] = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -109,6 +123,66 @@ def data_fingerprint(datamodule: Any) -> dict[str, Any]:
         "clip_len": getattr(datamodule, "clip_len", None),
         "frame_stride": getattr(datamodule, "frame_stride", None),
     }
+
+
+def _file_digest(digest: Any, path: Path, size: int) -> None:
+    with path.open("rb") as fh:
+        digest.update(fh.read(_DIGEST_BYTES))
+        if size > 2 * _DIGEST_BYTES:
+            fh.seek(size - _DIGEST_BYTES)
+            digest.update(fh.read(_DIGEST_BYTES))
+        elif size > _DIGEST_BYTES:
+            digest.update(fh.read())
+
+
+def video_identity(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """What tells a video apart from a replaced one: ``size`` (bytes), ``mtime_ns`` and ``digest`` (SHA-256 of
+    the size and the first and last MiB; for a frame folder, of every file's name and size and the first and
+    last MiB of each). Raises :class:`FeatureCacheError` when ``path`` does not exist."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    try:
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file())
+            stats = [p.stat() for p in files]
+            size, mtime = sum(st.st_size for st in stats), max((st.st_mtime_ns for st in stats), default=0)
+            for p, st in zip(files, stats):
+                digest.update(f"{p.relative_to(path).as_posix()}:{st.st_size}\n".encode())
+                _file_digest(digest, p, st.st_size)
+        else:
+            st = path.stat()
+            size, mtime = st.st_size, st.st_mtime_ns
+            digest.update(f"{size}\n".encode())
+            _file_digest(digest, path, size)
+    except OSError as err:
+        raise FeatureCacheError(f"cannot read video {path} to check the feature cache against it ({err})") from err
+    return {"size": int(size), "mtime_ns": int(mtime), "digest": digest.hexdigest()[:32]}
+
+
+def dataset_video_paths(dataset: Any) -> dict[str, Path]:
+    """``{video id: video file or frame folder}`` of a clip dataset: ``dataset.video_path(id)`` when it has
+    one, else the ``video_path`` / ``path`` of the entries of ``dataset.videos`` (UBnormal, ShanghaiTech)."""
+    ids = list(getattr(dataset, "video_ids", []) or [])
+    if hasattr(dataset, "video_path"):
+        return {vid: Path(dataset.video_path(vid)) for vid in ids}
+    videos = getattr(dataset, "videos", None)
+    if not isinstance(videos, Mapping):
+        raise FeatureCacheError(f"{type(dataset).__name__} does not say where its videos are (no video_path(id) "
+                                "nor videos[id].path); the feature cache cannot check them")
+    out = {}
+    for vid in ids or list(videos):
+        entry = videos[vid]
+        path = getattr(entry, "video_path", None) or getattr(entry, "path", None)
+        if path is None:
+            raise FeatureCacheError(f"{type(dataset).__name__}: no path for video {vid!r}")
+        out[vid] = Path(path)
+    return out
+
+
+def _describe_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    if old.get("size") != new["size"]:
+        return f"size {old.get('size')} → {new['size']} bytes"
+    return "same size, other content"
 
 
 @dataclass(frozen=True)
@@ -207,6 +281,8 @@ class FeatureCache:
             )
         root.mkdir(parents=True, exist_ok=True)
         write_text_atomic(path, manifest.to_json())
+        if not (root / OUTPUT_MARKER).exists():  # the folder is the tool's (see tvau_lightning.atomic)
+            write_text_atomic(root / OUTPUT_MARKER, json.dumps({"tool": "tvau-lightning", "kind": "feature-cache"}) + "\n")
         return cls(root, manifest)
 
     @classmethod
@@ -263,6 +339,57 @@ class FeatureCache:
     def num_clips(self) -> int:
         """Clip files in the cache."""
         return sum(1 for _ in (self.root / "features").glob("*/*.safetensors"))
+
+    def _video_dir(self, video_id: str) -> Path:
+        return self.root / "features" / quote(video_id, safe="")
+
+    def sync_videos(self, videos: Mapping[str, str | os.PathLike[str]] | Any, *, invalidate: bool = True,
+                    note: Callable[[str], None] | None = None) -> list[str]:
+        """Check the cached clips of ``videos`` (``{video id: path}``, or a clip dataset — see
+        :func:`dataset_video_paths`) against the videos on disk.
+
+        With ``invalidate`` (a fill), the clips of a replaced video are deleted and its new identity recorded,
+        so that the fill computes them again; a video seen for the first time gets its identity recorded.
+        Without it (reading for training), a replaced video raises :class:`FeatureCacheError` naming it, and
+        nothing is written. A video whose time changed but whose digest did not keeps its clips. Returns one
+        message per replaced video (also passed to ``note``, default: printed on stderr).
+        """
+        paths = videos if isinstance(videos, Mapping) else dataset_video_paths(videos)
+        note = note or (lambda text: print(text, file=sys.stderr))
+        changed: list[str] = []
+        for video_id, path in paths.items():
+            record_path = self._video_dir(video_id) / SOURCE_FILE
+            try:
+                record = json.loads(record_path.read_text(encoding="utf-8")) if record_path.is_file() else None
+            except (OSError, ValueError):
+                record = None  # unreadable: treated as changed below when clips exist
+            clips = sorted(self._video_dir(video_id).glob("*.safetensors"))
+            if record is not None and {k: record.get(k) for k in ("size", "mtime_ns")} == _stat_identity(path):
+                continue  # the cheap check: same size and time
+            current = video_identity(path)
+            same = record is not None and record.get("digest") == current["digest"] and record.get("size") == current["size"]
+            if not same and clips:
+                reason = _describe_change(record, current) if record is not None else "no identity recorded"
+                if invalidate:
+                    for clip in clips:
+                        clip.unlink(missing_ok=True)
+                    changed.append(f"feature cache {self.root}: video {video_id!r} ({path}) was replaced since its "
+                                   f"features were cached ({reason}); its {len(clips)} cached clip(s) were deleted "
+                                   "and are computed again")
+                else:
+                    changed.append(f"{video_id!r} ({path}: {reason})")
+                    continue
+            if invalidate or same:
+                write_text_atomic(record_path, json.dumps({"video_id": video_id, "path": str(path), **current}) + "\n")
+        if changed and not invalidate:
+            shown = "; ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+            raise FeatureCacheError(
+                f"the feature cache {self.root} is stale for {len(changed)} video(s) replaced since it was filled: "
+                f"{shown}. Run `tvau cache-features` again with the same config: it recomputes only these videos"
+            )
+        for message in changed:
+            note(message)
+        return changed
 
     # ---- write / read ----------------------------------------------------------------------------
 
@@ -341,6 +468,19 @@ def attach_cached_features(batch: ClipBatch, cache: FeatureCache) -> ClipBatch:
     for layer, grid in grids.items():
         batch.extras[feature_key(layer)] = grid
     return batch
+
+
+def _stat_identity(path: str | os.PathLike[str]) -> dict[str, int] | None:
+    """``size`` and ``mtime_ns`` as :func:`video_identity` computes them, from ``stat`` alone."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            stats = [p.stat() for p in path.rglob("*") if p.is_file()]
+            return {"size": sum(st.st_size for st in stats), "mtime_ns": max((st.st_mtime_ns for st in stats), default=0)}
+        st = path.stat()
+    except OSError:
+        return None
+    return {"size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
 
 
 def _frame_list(frame_index: Sequence[int] | torch.Tensor) -> list[int]:

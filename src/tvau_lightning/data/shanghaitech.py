@@ -15,14 +15,22 @@
   val videos only, an honest held-out evaluation; ``tvau_test="all"`` tests on all testing videos as the
   paper reported, which *overlaps the training videos* — use it only to compare with published numbers.
 
-RBDC/TBDC ground truth comes from the pixel masks: connected components per frame, boxes linked across
-consecutive frames by box IoU ≥ 0.1 (:func:`tvau_lightning.metrics.regions.masks_to_tracks`).
+RBDC/TBDC ground truth: the literature's ShanghaiTech RBDC/TBDC numbers use the hand-made track files
+published with the reference evaluation (``lilygeorgescu/AED``, ``annotations/ShanghaiTech/{video}.txt``): one
+line per box, ``track_id,frame,x_min,y_min,x_max,y_max``, inclusive pixels, 0-based frames. Point
+``gt_tracks_dir`` at that folder: each ``track_id`` of a video's file is one track (rows sorted by frame; a
+few published files list a track's rows in two out-of-order runs), a video without a file has no tracks.
+Without ``gt_tracks_dir`` the tracks are derived from the pixel masks (connected components per frame, linked
+across consecutive frames by box IoU ≥ 0.1, :func:`tvau_lightning.metrics.regions.masks_to_tracks`) — touching
+objects merge and a track breaks where its object splits, so such numbers are not comparable with published
+ones (a warning says so once). Sources of every convention: ``docs/datasets.md``.
 Pixel masks are memory-mapped; only a clip's frames are read per item.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -32,13 +40,21 @@ import torch
 
 from tvau_lightning.data.clips import (
     DatasetFormatError,
+    DatasetWarning,
     Sampling,
     VideoClipDataModule,
     VideoClipDataset,
     check_clip_args,
 )
 from tvau_lightning.data.transforms import FrameResizeMode
-from tvau_lightning.data.video import DEFAULT_FOLDER_FPS, DecordVideo, FrameFolderVideo, list_frame_images
+from tvau_lightning.data.video import (
+    DEFAULT_FOLDER_FPS,
+    FrameFolderVideo,
+    VideoBackend,
+    VideoReader,
+    list_frame_images,
+    open_video,
+)
 
 Protocol = Literal["standard", "tvau"]
 MaskLayout = Literal["THW", "HWT"]
@@ -69,6 +85,55 @@ def pixel_mask_layout(shape: tuple[int, ...], num_frames: int, frame_size: tuple
         f"{height}x{width}); expected (T, H, W) = {(num_frames, height, width)} or (H, W, T) = "
         f"{(height, width, num_frames)} — check the mask belongs to this video and is complete"
     )
+
+
+def read_track_file(path: str | os.PathLike[str]) -> list[tuple[int, np.ndarray]]:
+    """The tracks of one published RBDC/TBDC track file, as ``(track_id, rows)`` sorted by ``track_id``.
+
+    Each line is ``track_id,frame,x_min,y_min,x_max,y_max`` (non-negative integers, also accepted in float
+    notation such as numpy's ``savetxt`` default writes; blank lines skipped). ``rows`` is ``(n, 5)`` int64
+    ``(frame, x_min, y_min, x_max, y_max)`` sorted by frame.
+
+    Raises:
+        DatasetFormatError: a malformed line, a box whose min corner is past its max corner, or one track with
+            two boxes on the same frame — naming the file, the line and the fix.
+    """
+    path = Path(path)
+    text = path.read_text(encoding="utf-8").removeprefix("\ufeff")
+    rows: dict[int, list[list[int]]] = {}
+    first_line: dict[tuple[int, int], int] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        parts = [p.strip() for p in line.split(",")]
+        try:
+            values = [float(p) for p in parts]
+        except ValueError:
+            values = []
+        if len(parts) != 6 or len(values) != 6 or any(not np.isfinite(v) or v != int(v) or v < 0 for v in values):
+            raise DatasetFormatError(
+                f"{path} line {number}: expected 'track_id,frame,x_min,y_min,x_max,y_max' (six non-negative integers, "
+                f"comma-separated), got {line!r}; fix the line or restore the file from the published track files"
+            )
+        track_id, frame, x1, y1, x2, y2 = (int(v) for v in values)
+        if x1 > x2 or y1 > y2:
+            raise DatasetFormatError(
+                f"{path} line {number}: box ({x1}, {y1}, {x2}, {y2}) has its min corner past its max corner; the "
+                "columns are track_id,frame,x_min,y_min,x_max,y_max — fix the line"
+            )
+        if (track_id, frame) in first_line:
+            raise DatasetFormatError(
+                f"{path} line {number}: track {track_id} already has a box on frame {frame} (line "
+                f"{first_line[(track_id, frame)]}); one box per track and frame — remove one of the two lines"
+            )
+        first_line[(track_id, frame)] = number
+        rows.setdefault(track_id, []).append([frame, x1, y1, x2, y2])
+    out = []
+    for track_id in sorted(rows):
+        array = np.asarray(rows[track_id], dtype=np.int64).reshape(-1, 5)
+        out.append((track_id, array[np.argsort(array[:, 0], kind="stable")]))
+    return out
 
 
 @dataclass(frozen=True)
@@ -135,7 +200,12 @@ class ShanghaiTechDataset(VideoClipDataset):
         part: ``training`` (normal videos, labels 0, empty masks, no tracks) or ``testing``.
         video_ids: the videos to use (default: all of ``part``).
         fps: frame rate reported for testing frame folders (they carry none; the campus videos are 24 fps).
-        decode_threads: decord threads per training video (0 = automatic).
+        gt_tracks_dir: the folder of published RBDC/TBDC track files (``{video}.txt``); None derives the tracks
+            from the pixel masks (not comparable with published numbers; a warning says so once).
+        strict: make tolerated inconsistencies of the track files (boxes on frames past the video's end, abnormal
+            videos without a track file) errors instead of warnings.
+        decode_threads: decoder threads per training video (0 = automatic).
+        video_backend: decoder of the training videos (``auto``: decord if installed, else PyAV).
         clip_len, frame_stride, frame_size, sampling, clip_step, resize_mode, gt_boxes: see
             :class:`~tvau_lightning.data.clips.VideoClipDataset`.
     """
@@ -154,9 +224,16 @@ class ShanghaiTechDataset(VideoClipDataset):
         resize_mode: FrameResizeMode = "bilinear",
         gt_boxes: bool = True,
         decode_threads: int = 0,
+        video_backend: VideoBackend = "auto",
+        gt_tracks_dir: str | os.PathLike[str] | None = None,
+        strict: bool = False,
     ) -> None:
-        super().__init__(clip_len, frame_stride, frame_size, sampling, clip_step, resize_mode, gt_boxes)
+        super().__init__(clip_len, frame_stride, frame_size, sampling, clip_step, resize_mode, gt_boxes,
+                         video_backend=video_backend)
         self.root = Path(root)
+        self.gt_tracks_dir = None if gt_tracks_dir is None else Path(gt_tracks_dir)
+        self.strict = strict
+        self._published: dict[str, list[np.ndarray]] = {}
         if not self.root.is_dir():
             raise FileNotFoundError(
                 f"ShanghaiTech root not found: {self.root}; set root to the folder holding training/ and testing/"
@@ -174,6 +251,8 @@ class ShanghaiTechDataset(VideoClipDataset):
         else:
             for video_id in self._select(video_ids, testing_video_ids(self.root)):
                 self.videos[video_id] = self._describe_testing(video_id)
+            if self.gt_tracks_dir is not None:
+                self._read_published_tracks()
         self._video_ids = list(self.videos)
         self._build_clips()
 
@@ -188,7 +267,7 @@ class ShanghaiTechDataset(VideoClipDataset):
 
     # ----------------------------------------------------------------- listing (cheap, at construction)
     def _describe_training(self, video_id: str, path: Path) -> ShanghaiTechVideo:
-        reader = DecordVideo(path, num_threads=1)  # the frame count is needed to plan clips
+        reader = open_video(path, self.video_backend, num_threads=1)  # the frame count is needed to plan clips
         return ShanghaiTechVideo(video_id, "training", path, reader.num_frames, reader.size, reader.fps)
 
     def _describe_testing(self, video_id: str) -> ShanghaiTechVideo:
@@ -225,6 +304,49 @@ class ShanghaiTechDataset(VideoClipDataset):
         except Exception as error:
             raise DatasetFormatError(f"cannot read {path}: {error} — the file is corrupt or not a .npy array") from error
 
+    def _read_published_tracks(self) -> None:
+        """Read ``gt_tracks_dir/{video}.txt`` of every testing video (a video without a file has no tracks)."""
+        folder = self.gt_tracks_dir
+        if not folder.is_dir():
+            raise FileNotFoundError(
+                f"gt_tracks_dir not found: {folder}; point it at the folder of published ShanghaiTech track files "
+                "(annotations/ShanghaiTech of the RBDC/TBDC reference evaluation, one {video}.txt per testing video)"
+            )
+        late, untracked = [], []
+        for video_id, video in self.videos.items():
+            path = folder / f"{video_id}.txt"
+            if not path.is_file():
+                if self._labels[video_id].any():
+                    untracked.append(f"{video_id}: no {path.name}, but its frame mask has "
+                                     f"{int(self._labels[video_id].sum())} abnormal frames → no GT tracks")
+                self._published[video_id] = []
+                continue
+            tracks = []
+            for track_id, rows in read_track_file(path):
+                past = rows[:, 0] >= video.num_frames
+                if past.any():
+                    late.append(f"{video_id}: track {track_id} of {path} has {int(past.sum())} boxes on frames "
+                                f"{int(rows[past, 0].min())}…{int(rows[past, 0].max())}, past the last frame "
+                                f"{video.num_frames - 1} → dropped")
+                    rows = rows[~past]
+                if len(rows):
+                    tracks.append(rows)
+            self._published[video_id] = tracks
+        if untracked and not any((folder / f"{v}.txt").is_file() for v in self.videos):
+            raise DatasetFormatError(
+                f"gt_tracks_dir {folder} holds no track file of any of the {len(self.videos)} testing videos "
+                f"(expected e.g. {folder / (next(iter(self.videos)) + '.txt')}); point it at the published "
+                "ShanghaiTech track files"
+            )
+        for problems, title in ((late, "track boxes past the end of their video"),
+                                (untracked, "abnormal testing videos without a track file")):
+            if not problems:
+                continue
+            message = f"{title} ({len(problems)} videos):\n  " + "\n  ".join(problems)
+            if self.strict:
+                raise DatasetFormatError(f"{message}\nfix or restore the track files in {folder}")
+            warnings.warn(f"{message}\nstrict=True makes this an error", DatasetWarning, stacklevel=3)
+
     # ----------------------------------------------------------------- per-video accessors
     def num_frames(self, video_id: str) -> int:
         return self.videos[video_id].num_frames
@@ -250,22 +372,37 @@ class ShanghaiTechDataset(VideoClipDataset):
             selected = np.moveaxis(stored[:, :, np.asarray(indices)], 2, 0)
         return np.asarray(selected) > 0
 
+    #: dataset roots whose mask-derived tracks were already warned about in this process
+    _warned_mask_tracks: set[str] = set()
+
     def _compute_gt_tracks(self, video_id: str) -> list[np.ndarray]:
+        if self.videos[video_id].part == "training":
+            return []
+        if self.gt_tracks_dir is not None:
+            return [rows.copy() for rows in self._published.get(video_id, [])]
         if self.videos[video_id].pixel_mask_path is None:
             return []
+        key = str(self.root.resolve())
+        if key not in ShanghaiTechDataset._warned_mask_tracks:
+            ShanghaiTechDataset._warned_mask_tracks.add(key)
+            warnings.warn(
+                f"ShanghaiTech RBDC/TBDC ground truth of {self.root} is derived from the pixel masks (gt_tracks_dir is "
+                "not set): touching objects merge into one track, so RBDC/TBDC are NOT comparable with published "
+                "numbers — set gt_tracks_dir to the published track files (annotations/ShanghaiTech of the RBDC/TBDC "
+                "reference evaluation; see docs/datasets.md)", DatasetWarning, stacklevel=3)
         from tvau_lightning.metrics.regions import masks_to_tracks
 
         masks = self.pixel_masks(video_id)
         return masks_to_tracks(masks, np.arange(len(masks)), link_iou=0.1)
 
     # ----------------------------------------------------------------- reading (lazy, per item)
-    def _open_reader(self, video_id: str) -> DecordVideo | FrameFolderVideo:
+    def _open_reader(self, video_id: str) -> VideoReader:
         video = self.videos[video_id]
         if video.part == "training":
-            return DecordVideo(video.path, num_threads=self.decode_threads)
+            return open_video(video.path, self.video_backend, num_threads=self.decode_threads)
         return FrameFolderVideo(video.path, fps=self.fps)
 
-    def _check_reader(self, video_id: str, reader: DecordVideo | FrameFolderVideo) -> None:
+    def _check_reader(self, video_id: str, reader: VideoReader) -> None:
         video = self.videos[video_id]
         if reader.num_frames != video.num_frames:
             raise DatasetFormatError(
@@ -300,8 +437,13 @@ class ShanghaiTechDataModule(VideoClipDataModule):
         fps: frame rate reported for the testing frame folders.
         resize_mode: frame resampling filter (masks are always nearest).
         gt_boxes: attach each clip's RBDC/TBDC ground-truth boxes.
-        decode_threads: decord threads per training video (0 = automatic).
+        decode_threads: decoder threads per training video (0 = automatic).
         pin_memory: pin batches in page-locked memory.
+        video_backend: decoder of the training videos (``auto``: decord if installed, else PyAV).
+        gt_tracks_dir: the folder of published RBDC/TBDC track files, one ``{video}.txt`` per testing video
+            (``track_id,frame,x_min,y_min,x_max,y_max``); None derives tracks from the pixel masks, which is not
+            comparable with published numbers (warned once).
+        strict: make tolerated inconsistencies of the track files errors instead of warnings.
     """
 
     def __init__(
@@ -322,9 +464,20 @@ class ShanghaiTechDataModule(VideoClipDataModule):
         gt_boxes: bool = True,
         decode_threads: int = 0,
         pin_memory: bool = False,
+        video_backend: VideoBackend = "auto",
+        gt_tracks_dir: str | None = None,
+        strict: bool = False,
     ) -> None:
-        super().__init__(batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory)
+        super().__init__(batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory,
+                         video_backend=video_backend)
         self.save_hyperparameters()
+        if gt_tracks_dir is not None and not Path(gt_tracks_dir).is_dir():
+            raise FileNotFoundError(
+                f"gt_tracks_dir not found: {gt_tracks_dir}; point it at the folder of published ShanghaiTech track "
+                "files (annotations/ShanghaiTech of the RBDC/TBDC reference evaluation) or leave it unset"
+            )
+        self.gt_tracks_dir = gt_tracks_dir
+        self.strict = strict
         check_clip_args(clip_len, frame_stride, frame_size, train_clip_step)
         if protocol not in ("standard", "tvau"):
             raise ValueError(f"protocol must be 'standard' or 'tvau', got {protocol!r}")
@@ -370,4 +523,7 @@ class ShanghaiTechDataModule(VideoClipDataModule):
             resize_mode=self.resize_mode,
             gt_boxes=self.gt_boxes,
             decode_threads=self.decode_threads,
+            video_backend=self.video_backend,
+            gt_tracks_dir=self.gt_tracks_dir if part == "testing" else None,
+            strict=self.strict,
         )

@@ -7,10 +7,12 @@ to a tiny random vision tower, so a stage-1 AHD can learn to localise it (the de
 
 UBnormal: one id per object in the per-frame pngs (normal objects too), tracks files covering three
 cases — several tracks, a one-line file (no trailing newline) whose object is present and normal outside
-its abnormal range, and a stale ``_tracks.txt`` overridden by ``_new_tracks.txt`` — and an abnormal object that
-sometimes sheds a small detached part of the same id (its GT box is the larger body). ShanghaiTech: normal
-training ``.avi`` videos, testing jpg frame folders, frame masks and pixel masks, one of them stored
-``(H, W, T)`` as some public copies are.
+its abnormal range, and a ``_new_tracks.txt`` beside the ``_tracks.txt`` (frame labels follow ``_tracks.txt``,
+RBDC/TBDC tracks ``_new_tracks.txt``, as in the authors' scripts) — and an abnormal object that sometimes sheds
+a small detached part of the same id (its GT box is the larger body). ShanghaiTech: normal training ``.avi``
+videos, testing jpg frame folders, frame masks and pixel masks, one of them stored ``(H, W, T)`` as some public
+copies are, and per-video RBDC/TBDC track files in the published format (``track_id,frame,x_min,y_min,x_max,
+y_max``), where two touching anomalous objects make one connected component of the pixel mask but two tracks.
 
 Video compression makes frame pixels approximate; masks, labels and boxes are exact. Every writer returns
 the ground truth it drew (:class:`SyntheticDataset`) and stores it as ``synthetic_manifest.json``.
@@ -26,6 +28,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from PIL import Image
@@ -33,6 +36,8 @@ from PIL import Image
 from tvau_lightning.atomic import atomic_path, write_text_atomic
 
 UBNORMAL_SPLITS = ("training", "validation", "test")
+#: how a synthetic ``_new_tracks.txt`` differs from its ``_tracks.txt`` (see :func:`write_synthetic_ubnormal`)
+NewTracks = Literal["split", "narrow"]
 MANIFEST_NAME = "synthetic_manifest.json"
 
 _NORMAL_COLOURS = ((128, 128, 132), (70, 90, 160), (95, 105, 120), (60, 110, 150), (150, 150, 160), (45, 70, 120))
@@ -49,10 +54,12 @@ class SyntheticVideo:
         abnormal: whether any anomaly occurs.
         num_frames: frame count.
         frame_labels: ``(T,)`` int64, 1 inside an anomaly.
-        tracks: per anomaly, ``(n, 5)`` int64 rows ``(frame, x1, y1, x2, y2)`` of the anomalous object's main
-            body (inclusive pixels) — the RBDC/TBDC ground truth.
-        track_object_ids: the png id of each track's object (UBnormal).
+        tracks: per RBDC/TBDC track, ``(n, 5)`` int64 rows ``(frame, x1, y1, x2, y2)`` of the anomalous object's
+            main body (inclusive pixels) — the region ground truth (UBnormal: one per line of
+            ``_new_tracks.txt`` when written, else of ``_tracks.txt``; ShanghaiTech: one per object).
+        track_object_ids: the png id of each track's object.
         track_ranges: the ``(start, end)`` of each track (inclusive).
+        label_tracks: UBnormal: the ``(object_id, start, end)`` lines of ``_tracks.txt`` (frame labels, masks).
         normal_object_ids: png ids of the normal objects (UBnormal).
         path: the video file or frame folder.
     """
@@ -67,6 +74,7 @@ class SyntheticVideo:
     track_ranges: list[tuple[int, int]] = field(default_factory=list)
     normal_object_ids: list[int] = field(default_factory=list)
     path: Path | None = None
+    label_tracks: list[tuple[int, int, int]] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {
@@ -79,6 +87,7 @@ class SyntheticVideo:
             "track_ranges": [list(r) for r in self.track_ranges],
             "normal_object_ids": self.normal_object_ids,
             "path": str(self.path) if self.path else None,
+            "label_tracks": [list(t) for t in self.label_tracks],
         }
 
 
@@ -93,6 +102,7 @@ class SyntheticDataset:
     fps: float
     seed: int
     split_dir: Path | None = None
+    tracks_dir: Path | None = None
 
     def split(self, name: str) -> list[str]:
         """Video ids of a split, in writing order."""
@@ -103,6 +113,7 @@ class SyntheticDataset:
             "dataset": self.dataset,
             "root": str(self.root),
             "split_dir": str(self.split_dir) if self.split_dir else None,
+            "tracks_dir": str(self.tracks_dir) if self.tracks_dir else None,
             "size": list(self.size),
             "fps": self.fps,
             "seed": self.seed,
@@ -331,6 +342,20 @@ def _check_size(height: int, width: int, num_frames: int) -> None:
 
 
 # --------------------------------------------------------------------------------------------- UBnormal
+def _new_tracks_lines(lines: list[tuple[int, int, int]], mode: NewTracks) -> list[tuple[int, int, int]]:
+    """The ``_new_tracks.txt`` lines written beside ``lines`` (see :func:`write_synthetic_ubnormal`)."""
+    out = []
+    for object_id, start, end in lines:
+        if mode == "split" and end > start:
+            middle = (start + end) // 2
+            out += [(object_id, start, middle), (object_id, middle + 1, end)]
+        elif mode == "narrow" and end - start >= 4:
+            out.append((object_id, start + 2, end - 2))
+        else:
+            out.append((object_id, start, end))
+    return out
+
+
 def write_synthetic_ubnormal(
     out: str | os.PathLike[str],
     videos_per_split: int = 3,
@@ -342,15 +367,20 @@ def write_synthetic_ubnormal(
     normal_objects: int = 3,
     fps: float = 30.0,
     seed: int = 0,
+    new_tracks: NewTracks = "split",
 ) -> SyntheticDataset:
     """Write a synthetic UBnormal (``Scene{s}/…``, split files in ``out/scripts``) and return its ground truth.
 
     Each split gets ``abnormal_per_split`` abnormal and ``videos_per_split - abnormal_per_split`` normal videos.
     Abnormal videos cycle through three cases: two anomalous intruders with their own ranges (two tracks
     lines), an object that walks normally and turns anomalous (a one-line tracks file without a trailing
-    newline; its id is in the pngs outside the range too), and a stale ``_tracks.txt`` overridden by
-    ``_new_tracks.txt``. One video name carries an irregular ``_fog`` suffix.
+    newline; its id is in the pngs outside the range too), and a ``_new_tracks.txt`` that differs from the
+    ``_tracks.txt``: ``new_tracks="split"`` cuts each line's range in two tracks (same frames, so frame labels
+    agree either way), ``"narrow"`` shortens each range by 2 frames at both ends (frame labels from it would
+    differ). One video name carries an irregular ``_fog`` suffix.
     """
+    if new_tracks not in ("split", "narrow"):
+        raise ValueError(f"new_tracks must be 'split' or 'narrow', got {new_tracks!r}")
     _check_size(height, width, num_frames)
     if not 0 <= abnormal_per_split <= videos_per_split or videos_per_split < 1:
         raise ValueError(f"need 0 <= abnormal_per_split <= videos_per_split (>= 1), got "
@@ -392,14 +422,15 @@ def write_synthetic_ubnormal(
             annotations = folder / f"{name}_annotations"
             for t, ids in enumerate(id_maps):
                 _write_png(annotations / f"{name}_{t:04d}_gt.png", ids)
+            region_lines = lines
             if abnormal:
                 text = "\n".join(f"{o},{s},{e}" for o, s, e in lines)
-                if case == 2:  # the stale file is wrong on purpose; the override is the truth
-                    stale = "\n".join(f"{o},{max(0, s - 5)},{max(0, s - 2)}" for o, s, _ in lines) + "\n"
-                    write_text_atomic(annotations / f"{name}_tracks.txt", stale)
-                    write_text_atomic(annotations / f"{name}_new_tracks.txt", text + "\n")
-                else:
-                    write_text_atomic(annotations / f"{name}_tracks.txt", text if case == 1 else text + "\n")
+                write_text_atomic(annotations / f"{name}_tracks.txt", text if case == 1 else text + "\n")
+                if case == 2:  # frame labels follow _tracks.txt, RBDC/TBDC tracks follow _new_tracks.txt
+                    region_lines = _new_tracks_lines(lines, new_tracks)
+                    write_text_atomic(annotations / f"{name}_new_tracks.txt",
+                                      "".join(f"{o},{s},{e}\n" for o, s, e in region_lines))
+            actors = {a.object_id: a for a in abnormals}
             labels = np.zeros(num_frames, dtype=np.int64)
             for _, s, e in lines:
                 labels[s : e + 1] = 1
@@ -409,11 +440,12 @@ def write_synthetic_ubnormal(
                 abnormal=abnormal,
                 num_frames=num_frames,
                 frame_labels=labels,
-                tracks=[_track_rows(a, s, e) for a, (_, s, e) in zip(abnormals, lines)],
-                track_object_ids=[o for o, _, _ in lines],
-                track_ranges=[(s, e) for _, s, e in lines],
+                tracks=[_track_rows(actors[o], s, e) for o, s, e in region_lines],
+                track_object_ids=[o for o, _, _ in region_lines],
+                track_ranges=[(s, e) for _, s, e in region_lines],
                 normal_object_ids=[a.object_id for a in normals],
                 path=video_path,
+                label_tracks=list(lines),
             )
             names[kind].append(name)
         for kind, listed in names.items():
@@ -424,6 +456,30 @@ def write_synthetic_ubnormal(
 
 
 # --------------------------------------------------------------------------------------------- ShanghaiTech
+def _glued_actor(actor: _Actor, object_id: int, width: int) -> _Actor:
+    """An object ``width`` pixels wide touching ``actor``'s right edge on every frame (its lower two thirds)."""
+    boxes: list[tuple[int, int, int, int] | None] = []
+    for box in actor.boxes:
+        if box is None:
+            boxes.append(None)
+            continue
+        x1, y1, x2, y2 = box
+        boxes.append((x2 + 1, y1 + (y2 - y1 + 1) // 3, x2 + width, y2))
+    return _Actor(object_id, boxes, set(actor.abnormal_frames), actor.normal_colour, (255, 175, 30))
+
+
+def _write_track_file(path: Path, tracks: list[np.ndarray], out_of_order: bool = False) -> None:
+    """One published-format RBDC/TBDC track file: ``track_id,frame,x_min,y_min,x_max,y_max`` per line."""
+    lines = []
+    for track_id, rows in enumerate(tracks):
+        rows = np.asarray(rows)
+        if out_of_order and track_id == 0 and len(rows) > 3:
+            half = len(rows) // 2
+            rows = np.concatenate([rows[half:], rows[:half]])
+        lines += [f"{track_id}," + ",".join(str(int(v)) for v in row) for row in rows]
+    write_text_atomic(path, "".join(f"{line}\n" for line in lines))
+
+
 def write_synthetic_shanghaitech(
     out: str | os.PathLike[str],
     train_videos: int = 3,
@@ -437,17 +493,26 @@ def write_synthetic_shanghaitech(
     fps: float = 24.0,
     hwt_masks: int = 1,
     seed: int = 0,
+    touching: bool = True,
+    track_files: bool = True,
 ) -> SyntheticDataset:
     """Write a synthetic ShanghaiTech Campus (``training/videos``, ``testing/{frames,test_frame_mask,test_pixel_mask}``).
 
     Testing videos ``0 … abnormal_test_videos-1`` hold one or two anomalous intruders (binary pixel masks,
     frame masks); the rest are normal. The first ``hwt_masks`` abnormal videos store their pixel mask as
-    ``(H, W, T)``. Testing videos get ``num_frames + 2 * index`` frames so lengths differ.
+    ``(H, W, T)``. Testing videos get ``num_frames + 2 * index`` frames so lengths differ. With ``touching``,
+    the last abnormal video's first intruder pushes a second anomalous object glued to its right side: the
+    pixel mask holds one connected component where the ground truth has two tracks. With ``track_files``,
+    ``out/annotations/ShanghaiTech/{video}.txt`` holds the tracks of every abnormal testing video in the
+    published format (``track_id,frame,x_min,y_min,x_max,y_max``, inclusive pixels, 0-based frames; the
+    first video's first track written in two out-of-order runs, as a few published files are), next to a
+    ``readme.txt`` like the published folder's (:attr:`SyntheticDataset.tracks_dir`).
     """
     _check_size(height, width, num_frames)
     if not 0 <= abnormal_test_videos <= test_videos:
         raise ValueError(f"need 0 <= abnormal_test_videos <= test_videos, got {abnormal_test_videos}, {test_videos}")
     root = Path(out)
+    tracks_dir = root / "annotations" / "ShanghaiTech"
     backgrounds = {s: scene_background(height, width, seed * 1000 + 500 + s) for s in range(1, num_scenes + 1)}
     videos: dict[str, SyntheticVideo] = {}
     for k in range(train_videos):
@@ -469,10 +534,17 @@ def write_synthetic_shanghaitech(
         ranges: list[tuple[int, int]] = []
         if k < abnormal_test_videos:
             count = 2 if k % 2 else 1
+            glued = touching and k == abnormal_test_videos - 1
             for j, band in enumerate(_bands(height, width, count)):
                 span = _abnormal_range(rng, length)
-                abnormals.append(_abnormal_actor(rng, 10 + j, height, width, length, band, span, span, satellites=False))
+                side = max(4, int(0.06 * width)) if glued and j == 0 else 0
+                walk_band = (band[0], band[1], band[2] - side, band[3])
+                actor = _abnormal_actor(rng, 10 + j, height, width, length, walk_band, span, span, satellites=False)
+                abnormals.append(actor)
                 ranges.append(span)
+                if side:  # a second object touching the first one's right edge: one mask component, two tracks
+                    abnormals.append(_glued_actor(actor, 20, side))
+                    ranges.append(span)
         frames, id_maps = _render(backgrounds[scene], normals, abnormals, length)
         folder = root / "testing" / "frames" / name
         for t, frame in enumerate(frames):
@@ -498,7 +570,13 @@ def write_synthetic_shanghaitech(
             normal_object_ids=[a.object_id for a in normals],
             path=folder,
         )
-    dataset = SyntheticDataset("shanghaitech", root, videos, (height, width), fps, seed)
+        if track_files and abnormals:
+            _write_track_file(tracks_dir / f"{name}.txt", videos[name].tracks, out_of_order=k == 0)
+    if track_files:
+        write_text_atomic(tracks_dir / "readme.txt",
+                          "The files have the following format:\n\ntrack_id,frame_idx,x_min,y_min,x_max,y_max\n")
+    dataset = SyntheticDataset("shanghaitech", root, videos, (height, width), fps, seed,
+                               tracks_dir=tracks_dir if track_files else None)
     dataset.write_manifest()
     return dataset
 
@@ -511,7 +589,7 @@ def synth_data_main(argv: Sequence[str] | None = None) -> int:
         description="Write a small synthetic dataset in UBnormal's or ShanghaiTech's native on-disk layout "
         "(seeded; red/orange erratic anomalies with exact masks, labels and tracks).",
     )
-    parser.add_argument("--dataset", choices=("ubnormal", "shanghaitech"), required=True)
+    parser.add_argument("--dataset", choices=("ubnormal", "shanghaitech", "ucf_crime", "xd_violence"), required=True)
     parser.add_argument("--out", required=True, help="output folder (created)")
     parser.add_argument("--videos", type=int, default=None,
                         help="UBnormal: videos per split (default 3); ShanghaiTech: testing videos (default 5)")
@@ -525,7 +603,12 @@ def synth_data_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(list(argv) if argv is not None else None)
     try:
-        if args.dataset == "ubnormal":
+        if args.dataset in ("ucf_crime", "xd_violence"):  # weakly labelled layouts: data/synthetic_weak.py
+            from tvau_lightning.data.synthetic_weak import write_synthetic_weak
+
+            data = write_synthetic_weak(args.dataset, args.out, num_frames=args.frames, height=args.height,
+                                        width=args.width, seed=args.seed, train_per_category=args.videos)
+        elif args.dataset == "ubnormal":
             videos = 3 if args.videos is None else args.videos
             data = write_synthetic_ubnormal(
                 args.out, videos_per_split=videos, abnormal_per_split=min(videos, 2) if args.abnormal is None else args.abnormal,
@@ -541,5 +624,6 @@ def synth_data_main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         parser.error(str(error))
     extra = f", split files in {data.split_dir}" if data.split_dir else ""
+    extra += f", RBDC/TBDC track files in {data.tracks_dir}" if data.tracks_dir else ""
     print(f"wrote synthetic {data.dataset}: {len(data.videos)} videos of {data.size[0]}x{data.size[1]} in {data.root}{extra}")
     return 0

@@ -28,6 +28,10 @@ class ClipSample:
         gt_boxes: ``(n, 6)`` int64 rows ``(frame, track_id, x1, y1, x2, y2)`` — the RBDC/TBDC ground-truth
             regions of this clip's frames in original video pixels (inclusive), one ``track_id`` per GT
             track of the video; ``None`` when the dataset has no region ground truth.
+        video_labels: ``(K,)`` bool multi-hot video-level categories (index 0 = normal) — the weak labels of
+            UCF-Crime/XD-Violence; ``None`` for datasets without categories.
+        frame_categories: ``(T, K)`` bool multi-hot per-frame categories (column 0 = normal; padding all
+            False); ``None`` when the split has no temporal category ground truth.
     """
 
     frames: torch.Tensor
@@ -39,6 +43,8 @@ class ClipSample:
     fps: float
     original_size: tuple[int, int]
     gt_boxes: torch.Tensor | None = None
+    video_labels: torch.Tensor | None = None
+    frame_categories: torch.Tensor | None = None
 
     @property
     def num_frames(self) -> int:
@@ -60,6 +66,8 @@ class ClipBatch:
         original_size: ``(B, 2)`` int64 ``(H, W)`` of the source videos.
         gt_boxes: per clip, ``(n, 6)`` rows ``(frame, track_id, x1, y1, x2, y2)`` (see :class:`ClipSample`),
             or ``None`` when the dataset has no region ground truth.
+        video_labels: ``(B, K)`` bool video-level categories, or ``None`` (see :class:`ClipSample`).
+        frame_categories: ``(B, T, K)`` bool per-frame categories, or ``None`` (see :class:`ClipSample`).
         extras: optional extra tensors (e.g. cached vision features).
     """
 
@@ -73,6 +81,8 @@ class ClipBatch:
     original_size: torch.Tensor
     gt_boxes: list[torch.Tensor] | None = None
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    video_labels: torch.Tensor | None = None
+    frame_categories: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -107,4 +117,8 @@ def collate_clips(samples: Sequence[ClipSample]) -> ClipBatch:
         fps=torch.tensor([float(s.fps) for s in samples], dtype=torch.float32),
         original_size=torch.tensor([list(s.original_size) for s in samples], dtype=torch.int64),
         gt_boxes=None if any(s.gt_boxes is None for s in samples) else [s.gt_boxes for s in samples],
+        video_labels=None if any(s.video_labels is None for s in samples)
+        else torch.stack([s.video_labels for s in samples]),
+        frame_categories=None if any(s.frame_categories is None for s in samples)
+        else torch.stack([s.frame_categories for s in samples]),
     )

@@ -4,26 +4,41 @@
 <root>/Scene{s}/{video}.mp4
 <root>/Scene{s}/{video}_annotations/{video}_{frame:04d}_gt.png   8-bit object ids, 0 = background (0-based frames)
 <root>/Scene{s}/{video}_annotations/{video}_tracks.txt           abnormal videos: "object_id,start,end" per line,
-                                                                 0-based inclusive; {video}_new_tracks.txt overrides
+                                                                 0-based inclusive — the frame-level truth
+<root>/Scene{s}/{video}_annotations/{video}_new_tracks.txt       (some videos) the region-level tracks
 <split_dir>/{abnormal,normal}_{training,validation,test}_video_names.txt
 ```
 
-A frame is abnormal inside any track's range. The anomaly mask of a frame holds the pixels of the objects
-whose track covers that frame; every other object in the png (people walking normally) is normal. The
-RBDC/TBDC ground truth is one track per tracks line: per frame of its range, the box of the object's largest
-8-connected region, ``(x_min, y_min, x_max, y_max)`` inclusive, in video pixels.
+The conventions follow the authors' own scripts (``lilygeorgescu/UBnormal``, ``scripts/``; every rule and its
+source is in ``docs/datasets.md``):
 
-Listing, split files and tracks files are checked when a dataset is built; the video's frame count and
-size against its pngs are checked when the video is first read.
+* **Frame labels** (micro/macro AUC) come from ``{video}_tracks.txt`` only: a frame is abnormal inside any
+  line's range (``write_frame_level_ground_truth.py``). The anomaly *masks* (training targets) follow the same
+  lines: the pixels of the objects whose line covers the frame.
+* **RBDC/TBDC tracks** come from ``{video}_new_tracks.txt`` when it exists, else ``{video}_tracks.txt``
+  (``create_tracks_for_tbdc_rbdc.py``): one track per line, per frame of its range the box of the object's
+  region with the largest *bounding rectangle*. The authors write that box as ``(x, y, x + w, y + h)`` — one
+  past the last pixel — while the RBDC/TBDC reference evaluation measures boxes as inclusive; with
+  ``gt_box_convention="authors"`` (the DataModule's default) the boxes are written exactly so, with
+  ``"inclusive"`` they end on the object's last pixel.
+
+The real archive is not perfectly consistent. A video whose annotation pngs and decoded frames disagree in
+number, or whose png numbering has a gap, is evaluated on the frames both sides have and reported in one
+warning; ground truth that contradicts itself (a tracks object id found in none of its pngs, a track starting
+after the video ends, an empty tracks file for a video listed as abnormal, a video in both the abnormal and the
+normal list, a BOM at the start of a split file) is reported by a warning naming the video. ``strict=True``
+turns every one of these into an error.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -32,19 +47,27 @@ from scipy import ndimage
 
 from tvau_lightning.data.clips import (
     DatasetFormatError,
+    DatasetWarning,
     Sampling,
     VideoClipDataModule,
     VideoClipDataset,
     check_clip_args,
+    evaluation_clips,
+    training_clips,
 )
 from tvau_lightning.data.transforms import FrameResizeMode
-from tvau_lightning.data.video import DecordVideo, VideoReadError
+from tvau_lightning.data.video import VideoBackend, VideoReader, VideoReadError, open_video
 
 #: split names as the DataModule arguments may spell them → the spelling in the benchmark's file names
 SPLIT_ALIASES = {"train": "training", "training": "train", "val": "validation", "validation": "val"}
+#: ``authors``: boxes as create_tracks_for_tbdc_rbdc.py writes them, ``(x, y, x + w, y + h)``;
+#: ``inclusive``: ``(x, y, x + w - 1, y + h - 1)``, the object's first and last pixels
+BoxConvention = Literal["authors", "inclusive"]
 _SCENE = re.compile(r"scene_?(\d+)", re.IGNORECASE)
 _PNG = re.compile(r"_(\d+)_gt\.png$")
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+_BOM = "\ufeff"
+_BAD_NAME_CHARS = re.compile(r"[/\\\x00-\x1f]")
 
 
 @dataclass(frozen=True)
@@ -54,6 +77,7 @@ class Track:
     object_id: int
     start: int
     end: int
+    line: int = 0
 
     def covers(self, frame: int) -> bool:
         return self.start <= frame <= self.end
@@ -61,7 +85,16 @@ class Track:
 
 @dataclass(frozen=True)
 class UBnormalVideo:
-    """Where one UBnormal video and its annotations live, as found when the split is listed."""
+    """Where one UBnormal video and its annotations live, as found when the split is listed.
+
+    Attributes:
+        num_frames: frames evaluated are ``0 … num_frames-1`` minus ``missing_pngs``: the smaller of the
+            decoded frame count and the png numbering's end.
+        png_count: annotation pngs found; ``decoded_frames``: frames the video decodes to.
+        missing_pngs: frames below ``num_frames`` without a png (a gap in the numbering); never evaluated.
+        tracks: the ``_tracks.txt`` lines (frame labels and masks); empty for normal videos.
+        region_tracks: the lines the RBDC/TBDC tracks come from (``_new_tracks.txt`` if present, else ``tracks``).
+    """
 
     video_id: str
     video_path: Path
@@ -70,9 +103,19 @@ class UBnormalVideo:
     abnormal: bool
     tracks: tuple[Track, ...]
     tracks_path: Path | None
+    region_tracks: tuple[Track, ...] = ()
+    region_tracks_path: Path | None = None
+    png_count: int = 0
+    decoded_frames: int = 0
+    missing_pngs: tuple[int, ...] = ()
 
     def png_path(self, frame: int) -> Path:
         return self.annotation_dir / f"{self.video_id}_{frame:04d}_gt.png"
+
+    def evaluated_frames(self) -> np.ndarray:
+        """The frame numbers both the video and its annotations have, ascending."""
+        frames = np.arange(self.num_frames, dtype=np.int64)
+        return frames[~np.isin(frames, self.missing_pngs)] if self.missing_pngs else frames
 
 
 def parse_tracks_file(path: str | os.PathLike[str]) -> list[Track]:
@@ -83,7 +126,8 @@ def parse_tracks_file(path: str | os.PathLike[str]) -> list[Track]:
     """
     path = Path(path)
     tracks = []
-    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    text = path.read_text(encoding="utf-8")
+    for number, raw in enumerate(text.removeprefix(_BOM).splitlines(), start=1):
         line = raw.strip()
         if not line:
             continue
@@ -100,8 +144,17 @@ def parse_tracks_file(path: str | os.PathLike[str]) -> list[Track]:
         object_id, start, end = (int(v) for v in values)
         if start > end:
             raise DatasetFormatError(f"{path} line {number}: start {start} is after end {end} in {line!r}; fix the line")
-        tracks.append(Track(object_id, start, end))
+        tracks.append(Track(object_id, start, end, number))
     return tracks
+
+
+def labels_from_tracks(tracks: list[Track] | tuple[Track, ...], num_frames: int) -> np.ndarray:
+    """``(num_frames,)`` int64 frame labels: 1 inside any track's range, as the authors' frame-level script
+    sets ``gt[start : end + 1] = 1`` (a range past the last frame is clipped)."""
+    labels = np.zeros(num_frames, dtype=np.int64)
+    for track in tracks:
+        labels[track.start : track.end + 1] = 1
+    return labels
 
 
 def read_id_map(path: Path) -> np.ndarray:
@@ -122,18 +175,29 @@ def read_id_map(path: Path) -> np.ndarray:
     return ids
 
 
-def largest_region_box(ids: np.ndarray, object_id: int) -> tuple[int, int, int, int] | None:
-    """Inclusive ``(x_min, y_min, x_max, y_max)`` of the largest 8-connected region of ``object_id``; None if absent."""
+def largest_region_box(
+    ids: np.ndarray, object_id: int, convention: BoxConvention = "inclusive"
+) -> tuple[int, int, int, int] | None:
+    """The box of the 8-connected region of ``object_id`` with the largest bounding rectangle; None if absent.
+
+    The authors' ``create_tracks_for_tbdc_rbdc.py`` takes OpenCV contours of the object's mask (outer borders of
+    8-connected regions) and keeps the first contour with the largest ``boundingRect`` ``w * h``; OpenCV lists
+    contours in reverse discovery order, so among equal rectangles that is the region found *last* in raster
+    order (checked against OpenCV 5.1 on random masks, see ``docs/datasets.md``). Returns ``(x_min, y_min, x_max, y_max)``: the last pixel for
+    ``inclusive``, one past it (``x + w``, ``y + h``, as the authors write it) for ``authors``.
+    """
     region = ids == object_id
     if not region.any():
         return None
     labels, count = ndimage.label(region, structure=_EIGHT_CONNECTED)
-    if count > 1:
-        sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
-        region = labels == (int(np.argmax(sizes)) + 1)
-    rows = np.flatnonzero(region.any(axis=1))
-    cols = np.flatnonzero(region.any(axis=0))
-    return int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1])
+    best, best_area = None, -1
+    for rows, cols in ndimage.find_objects(labels, max_label=count):
+        area = (rows.stop - rows.start) * (cols.stop - cols.start)
+        if area >= best_area:  # ties: the last region in raster order, as OpenCV's contour order gives
+            best, best_area = (rows, cols), area
+    rows, cols = best
+    extra = 0 if convention == "inclusive" else 1
+    return int(cols.start), int(rows.start), int(cols.stop - 1 + extra), int(rows.stop - 1 + extra)
 
 
 def scene_of(video_id: str) -> int | None:
@@ -158,15 +222,66 @@ def split_file(split_dir: Path, kind: str, split: str) -> Path:
     )
 
 
-def read_split_file(path: Path) -> list[str]:
-    """Video names of a split file, one per line (blank lines and ``#`` comments skipped, ``.mp4`` removed)."""
+def check_video_name(name: str, source: Path, line: int) -> str:
+    """A video name read from a file, refused when it could leave the dataset folder once joined into a path.
+
+    A UBnormal video name is a bare file stem (``abnormal_scene_4_scenario_2_fog``): no path separator, no
+    ``..``, no control character, not absolute.
+
+    Raises:
+        DatasetFormatError: naming ``source`` and ``line``.
+    """
+    if not name or ".." in name or _BAD_NAME_CHARS.search(name) or name.startswith(("~", ".")) or ":" in name:
+        raise DatasetFormatError(
+            f"{source} line {line}: {name!r} is not a bare video name (no '/', '\\', '..', leading '.' or '~', "
+            "':' or control characters); a split file lists one name per line like 'abnormal_scene_4_scenario_2' "
+            "— fix the line"
+        )
+    return name
+
+
+def check_inside(path: Path, root: Path, source: Path, line: int) -> Path:
+    """``path`` unchanged if it lies inside ``root`` once normalised (symbolic links inside the dataset are
+    allowed: the check is on the names, not on where links point); else a :class:`DatasetFormatError`."""
+    normal, base = Path(os.path.normpath(os.path.abspath(path))), Path(os.path.normpath(os.path.abspath(root)))
+    if normal != base and base not in normal.parents:
+        raise DatasetFormatError(f"{source} line {line}: the name leads to {normal}, outside the dataset root {base}; "
+                                 "fix the line")
+    return path
+
+
+def read_split_file(path: Path, strict: bool = False) -> list[tuple[int, str]]:
+    """``(line number, video name)`` of a split file, one name per line (blank lines and ``#`` comments skipped,
+    ``.mp4`` removed); every name checked by :func:`check_video_name`.
+
+    A byte-order mark at the start of the file (an editor's doing; the published files have none) is removed
+    with a :class:`~tvau_lightning.data.clips.DatasetWarning`, or refused with ``strict``.
+    """
+    text = path.read_text(encoding="utf-8")
+    if text.startswith(_BOM):
+        if strict:
+            raise DatasetFormatError(f"{path} starts with a byte-order mark (BOM); save it as plain UTF-8 without BOM")
+        warnings.warn(f"{path} starts with a byte-order mark (BOM); it was removed — save the file as UTF-8 without "
+                      "BOM", DatasetWarning, stacklevel=2)
+        text = text[1:]
     names = []
-    for raw in path.read_text(encoding="utf-8").splitlines():
+    for number, raw in enumerate(text.splitlines(), start=1):
         name = raw.strip()
         if not name or name.startswith("#"):
             continue
-        names.append(name[:-4] if name.lower().endswith(".mp4") else name)
+        name = name[:-4] if name.lower().endswith(".mp4") else name
+        names.append((number, check_video_name(name, path, number)))
     return names
+
+
+def _report(problems: list[str], title: str, strict: bool, fix: str) -> None:
+    """One warning (or, ``strict``, one error) listing every video of one kind of inconsistency."""
+    if not problems:
+        return
+    message = f"{title} ({len(problems)} video{'s' if len(problems) > 1 else ''}):\n  " + "\n  ".join(problems)
+    if strict:
+        raise DatasetFormatError(f"{message}\n{fix}")
+    warnings.warn(f"{message}\n{fix}; strict=True makes this an error", DatasetWarning, stacklevel=3)
 
 
 class UBnormalDataset(VideoClipDataset):
@@ -177,7 +292,11 @@ class UBnormalDataset(VideoClipDataset):
         split_dir: the folder with ``{abnormal,normal}_{split}_video_names.txt``.
         split: the split name as in the file names (``training``/``train``, ``validation``/``val``, ``test``).
         include_normal: add the split's normal videos (needed for frame AUC and the RBDC/TBDC false-positive rate).
-        decode_threads: decord threads per video (0 = automatic).
+        decode_threads: decoder threads per video (0 = automatic).
+        video_backend: decoder of the videos (``auto``: decord if installed, else PyAV).
+        strict: make every tolerated inconsistency of the archive (see the module docstring) an error.
+        gt_box_convention: ``inclusive`` (default here: boxes end on the object's last pixel) or ``authors``
+            (one past it, as the authors' track files; the DataModule's default).
         clip_len, frame_stride, frame_size, sampling, clip_step, resize_mode, gt_boxes: see
             :class:`~tvau_lightning.data.clips.VideoClipDataset`.
     """
@@ -196,12 +315,20 @@ class UBnormalDataset(VideoClipDataset):
         resize_mode: FrameResizeMode = "bilinear",
         gt_boxes: bool = True,
         decode_threads: int = 0,
+        video_backend: VideoBackend = "auto",
+        strict: bool = False,
+        gt_box_convention: BoxConvention = "inclusive",
     ) -> None:
-        super().__init__(clip_len, frame_stride, frame_size, sampling, clip_step, resize_mode, gt_boxes)
+        super().__init__(clip_len, frame_stride, frame_size, sampling, clip_step, resize_mode, gt_boxes,
+                         video_backend=video_backend)
+        if gt_box_convention not in ("authors", "inclusive"):
+            raise ValueError(f"gt_box_convention must be 'authors' or 'inclusive', got {gt_box_convention!r}")
         self.root = Path(root)
         self.split_dir = Path(split_dir)
         self.split = split
         self.decode_threads = decode_threads
+        self.strict = strict
+        self.gt_box_convention: BoxConvention = gt_box_convention
         if not self.root.is_dir():
             raise FileNotFoundError(
                 f"UBnormal root not found: {self.root}; set root to the folder holding Scene1 … Scene29"
@@ -214,37 +341,55 @@ class UBnormalDataset(VideoClipDataset):
         self._scene_index: dict[str, Path] | None = None
         self._sizes: dict[str, tuple[int, int]] = {}
         self.videos: dict[str, UBnormalVideo] = {}
-        kinds = ("abnormal", "normal") if include_normal else ("abnormal",)
-        for kind in kinds:
-            listing = split_file(self.split_dir, kind, split)
-            for name in read_split_file(listing):
-                if name in self.videos:
+        listed: dict[str, tuple[bool, Path, int]] = {}
+        skipped: dict[str, tuple[bool, Path, int]] = {}  # normal videos left out (still checked against abnormal)
+        in_both: list[str] = []
+        for kind in ("abnormal", "normal"):
+            abnormal = kind == "abnormal"
+            try:
+                listing = split_file(self.split_dir, kind, split)
+            except FileNotFoundError:
+                if not abnormal and not include_normal:
                     continue
-                self.videos[name] = self._describe(name, kind == "abnormal", listing)
+                raise
+            for line, name in read_split_file(listing, strict=strict):
+                first = listed.get(name) or skipped.get(name)
+                if first is not None:
+                    if first[0] != abnormal:
+                        in_both.append(f"{name} ({first[1].name} line {first[2]} and {listing.name} line {line}): "
+                                       "treated as abnormal")
+                    continue
+                (listed if abnormal or include_normal else skipped)[name] = (abnormal, listing, line)
+        _report(in_both, "videos listed both as abnormal and as normal", strict,
+                "remove each from one of the two split files")
+        self._problems: dict[str, list[str]] = {"counts": [], "empty": [], "late": [], "absent": [], "labels": []}
+        for name, (abnormal, listing, line) in listed.items():
+            self.videos[name] = self._describe(name, abnormal, listing, line)
         if not self.videos:
             raise DatasetFormatError(f"UBnormal split {split!r} in {self.split_dir} lists no videos")
+        self._report_problems()
         self._video_ids = list(self.videos)
         self._build_clips()
 
-    # ----------------------------------------------------------------- listing (cheap, at construction)
-    def _find_video(self, name: str, listing: Path) -> Path:
+    # ----------------------------------------------------------------- listing (at construction)
+    def _find_video(self, name: str, listing: Path, line: int) -> Path:
         scene = scene_of(name)
         if scene is not None:
             direct = self.root / f"Scene{scene}" / f"{name}.mp4"
             if direct.is_file():
-                return direct
+                return check_inside(direct, self.root, listing, line)
         if self._scene_index is None:  # irregular name or unusual placement: search every Scene folder once
             self._scene_index = {p.stem: p for p in sorted(self.root.glob("Scene*/*.mp4"))}
         if name in self._scene_index:
-            return self._scene_index[name]
+            return check_inside(self._scene_index[name], self.root, listing, line)
         where = f"{self.root}/Scene{scene}/{name}.mp4" if scene is not None else f"{self.root}/Scene*/{name}.mp4"
         raise FileNotFoundError(
             f"video {name!r} is listed in {listing} but not found at {where} nor in any Scene folder of {self.root}; "
             "restore the video or remove it from the split file"
         )
 
-    def _describe(self, name: str, abnormal: bool, listing: Path) -> UBnormalVideo:
-        video_path = self._find_video(name, listing)
+    def _describe(self, name: str, abnormal: bool, listing: Path, line: int) -> UBnormalVideo:
+        video_path = self._find_video(name, listing, line)
         annotation_dir = video_path.parent / f"{name}_annotations"
         if not annotation_dir.is_dir():
             raise FileNotFoundError(
@@ -261,57 +406,145 @@ class UBnormalDataset(VideoClipDataset):
                 f"{annotation_dir} holds no {name}_XXXX_gt.png files; restore the annotations from the archive"
             )
         numbers.sort()
-        if numbers != list(range(len(numbers))):
-            missing = sorted(set(range(numbers[-1] + 1)) - set(numbers))
-            raise DatasetFormatError(
-                f"{annotation_dir}: the *_gt.png frames must be numbered 0 … N-1 without gaps; missing "
-                f"{[f'{name}_{m:04d}_gt.png' for m in missing[:5]]}{' …' if len(missing) > 5 else ''} — restore them"
-            )
+        try:
+            decoded = open_video(video_path, self.video_backend, num_threads=1).num_frames
+        except VideoReadError as error:
+            raise VideoReadError(f"{error} (video {name!r}, listed in {listing} line {line})") from error
+        num_frames = min(decoded, numbers[-1] + 1)
+        missing = tuple(sorted(set(range(num_frames)) - set(numbers)))
+        if len(numbers) != decoded or missing:
+            gap = (f", missing pngs {[f'{m:04d}' for m in missing[:5]]}{' …' if len(missing) > 5 else ''}"
+                   if missing else "")
+            self._problems["counts"].append(f"{name}: {len(numbers)} annotation pngs, {decoded} decoded frames{gap} "
+                                            f"→ {num_frames - len(missing)} frames evaluated")
         tracks: tuple[Track, ...] = ()
-        tracks_path = None
+        region_tracks: tuple[Track, ...] = ()
+        tracks_path = region_path = None
         if abnormal:
-            new_tracks = annotation_dir / f"{name}_new_tracks.txt"
             old_tracks = annotation_dir / f"{name}_tracks.txt"
-            tracks_path = new_tracks if new_tracks.is_file() else old_tracks
-            if not tracks_path.is_file():
+            new_tracks = annotation_dir / f"{name}_new_tracks.txt"
+            if not old_tracks.is_file() and not new_tracks.is_file():
                 raise FileNotFoundError(
-                    f"tracks file not found: {old_tracks}; abnormal video {name!r} (listed in {listing}) needs one "
-                    "('object_id,start,end' per line) — restore it, or list the video as normal"
+                    f"tracks file not found: {old_tracks}; abnormal video {name!r} (listed in {listing} line {line}) "
+                    "needs one ('object_id,start,end' per line) — restore it, or list the video as normal"
                 )
+            if old_tracks.is_file():
+                tracks_path = old_tracks
+            else:
+                tracks_path = new_tracks
+                self._problems["labels"].append(f"{name}: no {old_tracks.name}; frame labels taken from {new_tracks.name}")
             tracks = tuple(parse_tracks_file(tracks_path))
-        return UBnormalVideo(name, video_path, annotation_dir, len(numbers), abnormal, tracks, tracks_path)
+            region_path = new_tracks if new_tracks.is_file() else tracks_path
+            region_tracks = tracks if region_path == tracks_path else tuple(parse_tracks_file(region_path))
+            for path, lines in {tracks_path: tracks, region_path: region_tracks}.items():
+                if not lines:
+                    effect = "no abnormal frames" if path == tracks_path else "no RBDC/TBDC tracks"
+                    self._problems["empty"].append(f"{name}: {path} is empty although {listing.name} lists it as "
+                                                   f"abnormal → {effect}")
+                for track in lines:
+                    if track.start >= num_frames:
+                        self._problems["late"].append(
+                            f"{name}: {path.name} line {track.line} starts at frame {track.start}, after the video's "
+                            f"last evaluated frame {num_frames - 1} → ignored")
+        video = UBnormalVideo(name, video_path, annotation_dir, num_frames, abnormal, tracks, tracks_path,
+                              region_tracks, region_path, len(numbers), decoded, missing)
+        self._check_objects_present(video)
+        return video
+
+    def _check_objects_present(self, video: UBnormalVideo) -> None:
+        """Each tracks line's object must appear in some png of its range: the first, middle and last are read,
+        and the whole range only when none of these three holds it."""
+        seen: set[tuple[int, int, int]] = set()
+        available = set(video.evaluated_frames().tolist())
+        for path, lines in ((video.tracks_path, video.tracks), (video.region_tracks_path, video.region_tracks)):
+            for track in lines:
+                key = (track.object_id, track.start, track.end)
+                if key in seen:
+                    continue
+                seen.add(key)
+                frames = [f for f in range(track.start, min(track.end, video.num_frames - 1) + 1) if f in available]
+                if not frames:
+                    continue  # reported as starting after the video, or falls in missing pngs
+                probes = sorted({frames[0], frames[len(frames) // 2], frames[-1]})
+                if any((read_id_map(video.png_path(f)) == track.object_id).any() for f in probes):
+                    continue
+                rest = [f for f in frames if f not in probes]
+                if any((read_id_map(video.png_path(f)) == track.object_id).any() for f in rest):
+                    continue
+                self._problems["absent"].append(
+                    f"{video.video_id}: object id {track.object_id} of {Path(path).name} line {track.line} appears in "
+                    f"none of the pngs of frames {track.start}–{track.end} → frames labelled abnormal without a mask "
+                    "or region")
+
+    def _report_problems(self) -> None:
+        strict = self.strict
+        _report(self._problems["counts"], "annotation pngs and decoded frames disagree (only the frames both sides "
+                "have are evaluated)", strict, "re-extract the video or restore its *_gt.png files from the archive")
+        _report(self._problems["labels"], "abnormal videos without a _tracks.txt", strict,
+                "restore {video}_tracks.txt, the file the authors build frame labels from")
+        _report(self._problems["empty"], "empty tracks files for videos listed as abnormal", strict,
+                "restore the tracks file or list the video as normal")
+        _report(self._problems["late"], "tracks that start after the video ends", strict,
+                "fix the tracks line or restore the video's frames")
+        _report(self._problems["absent"], "tracks whose object id is in none of its pngs", strict,
+                "fix the object id in the tracks file or restore the pngs")
 
     # ----------------------------------------------------------------- per-video accessors
     def num_frames(self, video_id: str) -> int:
         return self.videos[video_id].num_frames
 
+    def total_frames(self) -> int:
+        """Frames evaluated in the whole split (``N`` of the RBDC/TBDC false-positive rate)."""
+        return sum(len(self.videos[v].evaluated_frames()) for v in self._video_ids)
+
     def original_size(self, video_id: str) -> tuple[int, int]:
         if video_id not in self._sizes:
-            png = self.videos[video_id].png_path(0)
+            video = self.videos[video_id]
+            png = video.png_path(int(video.evaluated_frames()[0]))
             with Image.open(png) as image:
                 width, height = image.size
             self._sizes[video_id] = (int(height), int(width))
         return self._sizes[video_id]
 
     def tracks(self, video_id: str) -> tuple[Track, ...]:
-        """The tracks-file lines of the video (empty for normal videos)."""
+        """The ``_tracks.txt`` lines of the video (frame labels and masks; empty for normal videos)."""
         return self.videos[video_id].tracks
 
+    def region_tracks(self, video_id: str) -> tuple[Track, ...]:
+        """The lines the RBDC/TBDC tracks are built from (``_new_tracks.txt`` when it exists)."""
+        return self.videos[video_id].region_tracks
+
+    def _build_clips(self) -> None:
+        """Clips over the runs of consecutive evaluated frames (all of ``0 … T-1`` unless pngs are missing)."""
+        self._clips = []
+        for video_id in self._video_ids:
+            frames = self.videos[video_id].evaluated_frames()
+            if not len(frames):
+                continue
+            breaks = np.flatnonzero(np.diff(frames) != 1) + 1
+            for run in np.split(frames, breaks):
+                if self.sampling == "train":
+                    plans = training_clips(len(run), self.clip_len, self.frame_stride, self.clip_step)
+                else:
+                    plans = evaluation_clips(len(run), self.clip_len, self.frame_stride)
+                self._clips.extend((video_id, plan + run[0]) for plan in plans)
+
     def _compute_frame_labels(self, video_id: str) -> np.ndarray:
-        labels = np.zeros(self.num_frames(video_id), dtype=np.int64)
-        for track in self.tracks(video_id):
-            labels[track.start : track.end + 1] = 1  # a range past the last frame is clipped
-        return labels
+        return labels_from_tracks(self.tracks(video_id), self.num_frames(video_id))
+
+    def _track_frames(self, video_id: str, track: Track) -> list[int]:
+        video = self.videos[video_id]
+        last = min(track.end, video.num_frames - 1)
+        return [f for f in range(track.start, last + 1) if f not in video.missing_pngs]
 
     def _compute_gt_tracks(self, video_id: str) -> list[np.ndarray]:
-        tracks = self.tracks(video_id)
-        last = self.num_frames(video_id) - 1
-        frames = sorted({f for t in tracks for f in range(t.start, min(t.end, last) + 1)})
+        tracks = self.region_tracks(video_id)
+        frames = sorted({f for t in tracks for f in self._track_frames(video_id, t)})
         rows: list[list[list[int]]] = [[] for _ in tracks]
         for frame in frames:
             ids = read_id_map(self.videos[video_id].png_path(frame))
             for k, track in enumerate(tracks):
-                box = largest_region_box(ids, track.object_id) if track.covers(frame) else None
+                box = largest_region_box(ids, track.object_id, self.gt_box_convention) if track.covers(frame) else None
                 if box is not None:
                     rows[k].append([frame, *box])
         return [np.asarray(r, dtype=np.int64).reshape(-1, 5) for r in rows]
@@ -320,7 +553,7 @@ class UBnormalDataset(VideoClipDataset):
         if video_id in self._tracks:
             return super()._clip_gt_boxes(video_id, indices)
         # computed from the clip's own pngs (the whole video's tracks are not needed for a clip)
-        tracks = self.tracks(video_id)
+        tracks = self.region_tracks(video_id)
         rows = []
         for frame in indices.tolist():
             active = [(k, t) for k, t in enumerate(tracks) if t.covers(frame)]
@@ -328,7 +561,7 @@ class UBnormalDataset(VideoClipDataset):
                 continue
             ids = self._id_map(video_id, frame)
             for k, track in active:
-                box = largest_region_box(ids, track.object_id)
+                box = largest_region_box(ids, track.object_id, self.gt_box_convention)
                 if box is not None:
                     rows.append([frame, k, *box])
         return torch.tensor(rows, dtype=torch.int64).reshape(-1, 6)
@@ -345,7 +578,7 @@ class UBnormalDataset(VideoClipDataset):
         expected = self.original_size(video_id)
         if ids.shape != expected:
             raise DatasetFormatError(
-                f"{path} is {ids.shape[0]}x{ids.shape[1]} but {self.videos[video_id].png_path(0).name} is "
+                f"{path} is {ids.shape[0]}x{ids.shape[1]} but the video's other annotation pngs are "
                 f"{expected[0]}x{expected[1]}; all annotation pngs of a video must have the video's size"
             )
         cache[key] = ids
@@ -354,16 +587,15 @@ class UBnormalDataset(VideoClipDataset):
         return ids
 
     # ----------------------------------------------------------------- reading (lazy, per item)
-    def _open_reader(self, video_id: str) -> DecordVideo:
-        return DecordVideo(self.videos[video_id].video_path, num_threads=self.decode_threads)
+    def _open_reader(self, video_id: str) -> VideoReader:
+        return open_video(self.videos[video_id].video_path, self.video_backend, num_threads=self.decode_threads)
 
-    def _check_reader(self, video_id: str, reader: DecordVideo) -> None:
+    def _check_reader(self, video_id: str, reader: VideoReader) -> None:
         video = self.videos[video_id]
-        if reader.num_frames != video.num_frames:
+        if reader.num_frames != video.decoded_frames:
             raise DatasetFormatError(
-                f"{video.video_path} has {reader.num_frames} frames but {video.annotation_dir} holds "
-                f"{video.num_frames} *_gt.png files; one png per frame is required — re-extract the video or "
-                "restore the annotations"
+                f"{video.video_path} now decodes to {reader.num_frames} frames but had {video.decoded_frames} when "
+                "the split was listed; the data changed on disk — rebuild the DataModule"
             )
         if reader.size != self.original_size(video_id):
             h, w = self.original_size(video_id)
@@ -386,8 +618,9 @@ class UBnormalDataset(VideoClipDataset):
 class UBnormalDataModule(VideoClipDataModule):
     """UBnormal train/validation/test splits as clip batches (:class:`~tvau_lightning.data.types.ClipBatch`).
 
-    The train split uses overlapping windows (shuffled); validation/test/predict cover every frame of every
-    video exactly once. ``predict`` reads the test split.
+    The train split uses overlapping windows (shuffled); validation/test/predict cover every evaluated frame of
+    every video exactly once. ``predict`` reads the test split. Frame labels and RBDC/TBDC ground truth follow
+    the authors' scripts (module docstring; ``docs/datasets.md``).
 
     Args:
         root: the dataset folder holding ``Scene1`` … ``Scene29``.
@@ -408,8 +641,13 @@ class UBnormalDataModule(VideoClipDataModule):
         train_clip_step: frames between training window starts (default half a window).
         resize_mode: frame resampling filter (masks are always nearest).
         gt_boxes: attach each clip's RBDC/TBDC ground-truth boxes.
-        decode_threads: decord threads per video (0 = automatic; 1 is best with several workers).
+        decode_threads: decoder threads per video (0 = automatic; 1 is best with several workers).
+        video_backend: decoder of the videos (``auto``: decord if installed, else PyAV).
         pin_memory: pin batches in page-locked memory (faster host→GPU copies).
+        strict: make the archive's tolerated inconsistencies (png/frame count mismatches, contradicting ground
+            truth, a BOM in a split file) errors instead of warnings.
+        gt_box_convention: ``authors`` (default: RBDC/TBDC boxes exactly as the authors' track files, max corner
+            one past the last pixel) or ``inclusive`` (the max corner is the last pixel).
     """
 
     def __init__(
@@ -431,10 +669,16 @@ class UBnormalDataModule(VideoClipDataModule):
         gt_boxes: bool = True,
         decode_threads: int = 0,
         pin_memory: bool = False,
+        video_backend: VideoBackend = "auto",
+        strict: bool = False,
+        gt_box_convention: BoxConvention = "authors",
     ) -> None:
-        super().__init__(batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory)
+        super().__init__(batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory,
+                         video_backend=video_backend)
         self.save_hyperparameters()
         check_clip_args(clip_len, frame_stride, frame_size, train_clip_step)
+        if gt_box_convention not in ("authors", "inclusive"):
+            raise ValueError(f"gt_box_convention must be 'authors' or 'inclusive', got {gt_box_convention!r}")
         self.root = root
         self.split_dir = split_dir
         self.clip_len = clip_len
@@ -447,6 +691,8 @@ class UBnormalDataModule(VideoClipDataModule):
         self.resize_mode = resize_mode
         self.gt_boxes = gt_boxes
         self.decode_threads = decode_threads
+        self.strict = strict
+        self.gt_box_convention: BoxConvention = gt_box_convention
 
     def _make_dataset(self, split: str) -> UBnormalDataset:
         train = split == "train"
@@ -463,4 +709,7 @@ class UBnormalDataModule(VideoClipDataModule):
             resize_mode=self.resize_mode,
             gt_boxes=self.gt_boxes,
             decode_threads=self.decode_threads,
+            video_backend=self.video_backend,
+            strict=self.strict,
+            gt_box_convention=self.gt_box_convention,
         )

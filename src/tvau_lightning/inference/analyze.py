@@ -36,53 +36,46 @@ so a failure never leaves a partial result):
     the judgment, target, trajectory and temporal-anchor questions asked in order as one dialogue.
 ``summary.json``
     what was run (checkpoints, frame size, clip length, device, dtype) and a few numbers (max score, frames
-    above 0.5, regions, tracks, frame AUC when labels with both classes are known).
+    above 0.5, regions, tracks, frame AUC when labels with both classes are known — frames ranked by the AHD's
+    unsaturated logit gap, as in ``tvau test``).
 
 Labels (for ``scores.csv``, the strip and the AUC) come from ``--labels`` (a ``.npy`` of per-frame 0/1, a
 UBnormal ``*_tracks.txt`` or a text file of 0/1 per frame), or are found beside the video when it sits in a
-UBnormal (``{video}_annotations/{video}[_new]_tracks.txt``) or ShanghaiTech (``test_frame_mask/{video}.npy``)
+UBnormal (``{video}_annotations/{video}_tracks.txt``) or ShanghaiTech (``test_frame_mask/{video}.npy``)
 layout.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
-import math
 import os
-import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from tvau_lightning.atomic import atomic_directory, write_text_atomic
+from tvau_lightning.atomic import write_text_atomic
 from tvau_lightning.data.clips import evaluation_clips
 from tvau_lightning.data.transforms import resize_frames
-from tvau_lightning.data.video import DecordVideo, FrameFolderVideo, VideoReadError, open_video
-from tvau_lightning.inference.models import (
-    CheckpointError,
-    HeatmapPredictor,
-    clip_settings,
-    dtype_name,
-    load_ahd_task,
-    load_rae_task,
-    read_checkpoint,
-    resolve_device,
-)
-from tvau_lightning.inference.visualize import decorate_frame, overlay_heatmap, score_strip, strip_cursor
+from tvau_lightning.data.video import VideoReader, VideoReadError, open_video
+from tvau_lightning.inference.models import HeatmapPredictor
+from tvau_lightning.metrics.functional import micro_auroc
 from tvau_lightning.metrics.regions import heatmap_to_detections, link_boxes
-from tvau_lightning.modules.ahd import frame_scores, upsample_heatmap
+from tvau_lightning.modules.ahd import frame_scores
+from tvau_lightning.modules.grid import (
+    pad_last,
+    steps_to_frames,
+    upsample_heatmap,
+    upsample_scores,
+    upsample_spatial,
+)
+from tvau_lightning.visualize import decorate_frame, overlay_heatmap, score_strip, strip_cursor
 
-VideoSource = DecordVideo | FrameFolderVideo
 OUTPUT_FILES = ("overlay.mp4", "scores.csv", "regions.json", "summary.json")
 
 
@@ -130,6 +123,9 @@ class VideoAnalysis:
         labels: ``(N,)`` int64 ground-truth frame labels when known.
         threshold: heatmap binarisation threshold of the regions.
         link_iou: box IoU that links regions of consecutive frames.
+        info: what was run (checkpoints, frame size, device …), merged into the summary.
+        rank_scores: ``(N,)`` the unsaturated frame scores (spatial max of the AHD's logit gap) that rank frames
+            for the AUC; ``None`` when the heatmap model gave heatmaps only (then :attr:`scores` rank).
     """
 
     video: Path
@@ -144,6 +140,7 @@ class VideoAnalysis:
     threshold: float = 0.5
     link_iou: float = 0.1
     info: dict[str, Any] = field(default_factory=dict)
+    rank_scores: np.ndarray | None = None
 
     @property
     def num_frames(self) -> int:
@@ -154,8 +151,7 @@ class VideoAnalysis:
         grid = self.grid_heatmaps[indices]
         if grid.ndim == 2:
             grid = grid[None]
-        up = F.interpolate(grid[:, None].float(), size=self.size, mode="bilinear", align_corners=False)
-        return up[:, 0].clamp_(0.0, 1.0)
+        return upsample_spatial(grid, self.size).clamp_(0.0, 1.0)
 
     def frame_regions(self, frame: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(boxes (k, 4) int64, scores (k,), track ids (k,))`` of one frame."""
@@ -203,20 +199,14 @@ class VideoAnalysis:
         if self.labels is not None:
             out["abnormal_frames_labelled"] = int(self.labels.sum())
             if 0 < self.labels.sum() < self.num_frames:
-                from sklearn.metrics import roc_auc_score
-
-                out["frame_auc"] = round(float(roc_auc_score(self.labels, self.scores)), 6)
+                ranking = self.scores if self.rank_scores is None else self.rank_scores
+                out["frame_auc"] = round(micro_auroc(ranking, self.labels), 6)
         return {**out, **self.info}
 
 
 # --------------------------------------------------------------------------------------------------
 # Running the AHD over a video
 # --------------------------------------------------------------------------------------------------
-
-
-def _pad_clip(frames: torch.Tensor, clip_len: int) -> torch.Tensor:
-    pad = clip_len - frames.shape[0]
-    return frames if pad == 0 else torch.cat([frames, frames[-1:].expand(pad, *frames.shape[1:])])
 
 
 def link_detections(detections: np.ndarray, link_iou: float = 0.1) -> tuple[list[RegionTrack], np.ndarray]:
@@ -241,7 +231,7 @@ def link_detections(detections: np.ndarray, link_iou: float = 0.1) -> tuple[list
 
 def analyze_video(
     predictor: HeatmapPredictor | Callable[[torch.Tensor], torch.Tensor],
-    source: VideoSource | str | os.PathLike[str],
+    source: VideoReader | str | os.PathLike[str],
     *,
     frame_size: tuple[int, int],
     clip_len: int,
@@ -280,21 +270,31 @@ def analyze_video(
     plans = evaluation_clips(total, clip_len)
     grids: list[torch.Tensor] = []
     scores = np.zeros(total, dtype=np.float64)
+    rank_scores = np.zeros(total, dtype=np.float64)
+    ranked = hasattr(predictor, "predict")
     detections: list[np.ndarray] = []
     for start in range(0, len(plans), batch_size):
         batch_plans = plans[start:start + batch_size]
-        clips = [_pad_clip(resize_frames(source.read(p), frame_size), clip_len) for p in batch_plans]
-        heat = predictor(torch.stack(clips)).float()  # (B, T', H', W')
+        clips = [pad_last(resize_frames(source.read(p), frame_size), clip_len) for p in batch_plans]
+        batch = torch.stack(clips)
+        if hasattr(predictor, "predict"):
+            heat, logit = predictor.predict(batch)
+        else:  # a plain callable: heatmaps only, ranked by themselves
+            heat, logit = predictor(batch).float(), None
         if heat.ndim != 4:
             raise ValueError(f"the heatmap model returned shape {tuple(heat.shape)}, expected (B, T', H', W')")
         full = upsample_heatmap(heat, num_frames=clip_len, frame_size=(height, width), temporal_factor=factor)
         clip_scores = frame_scores(full).cpu().numpy()
-        per_frame_grid = heat.repeat_interleave(factor, dim=1)[:, :clip_len].cpu()
+        clip_ranks = None if logit is None else frame_scores(upsample_scores(
+            logit, num_frames=clip_len, frame_size=(height, width), temporal_factor=factor)).cpu().numpy()
+        per_frame_grid = steps_to_frames(heat, temporal_factor=factor, num_frames=clip_len).cpu()
         full = full.cpu()
         for b, plan in enumerate(batch_plans):
             n = len(plan)
             grids.append(per_frame_grid[b, :n])
             scores[plan] = clip_scores[b, :n]
+            if clip_ranks is not None:
+                rank_scores[plan] = clip_ranks[b, :n]
             detections.append(heatmap_to_detections(full[b, :n], plan, (height, width), threshold=threshold))
         if on_frames is not None:
             on_frames(sum(len(p) for p in batch_plans))
@@ -305,7 +305,7 @@ def analyze_video(
         video=Path(source.path), fps=float(source.fps), size=(height, width), grid_heatmaps=torch.cat(grids),
         scores=scores, detections=rows, detection_tracks=track_ids, tracks=tracks,
         labels=None if labels is None else np.asarray(labels, dtype=np.int64), threshold=threshold,
-        link_iou=link_iou,
+        link_iou=link_iou, rank_scores=rank_scores if ranked else None,
     )
 
 
@@ -321,7 +321,7 @@ def strip_height(video_height: int) -> int:
 
 def overlay_frames(
     analysis: VideoAnalysis,
-    source: VideoSource,
+    source: VideoReader,
     *,
     alpha: float = 0.4,
     min_value: float = 0.0,
@@ -376,7 +376,7 @@ def write_video(path: str | os.PathLike[str], frames: Iterator[torch.Tensor] | S
     return count
 
 
-def write_overlay_video(analysis: VideoAnalysis, source: VideoSource, path: str | os.PathLike[str], *,
+def write_overlay_video(analysis: VideoAnalysis, source: VideoReader, path: str | os.PathLike[str], *,
                         alpha: float = 0.4, min_value: float = 0.0, on_frames: Callable[[int], None] | None = None
                         ) -> int:
     """Write the overlay video of an analysis to ``path`` (H.264, source fps); returns its frame count."""
@@ -390,16 +390,7 @@ def write_overlay_video(analysis: VideoAnalysis, source: VideoSource, path: str 
     return write_video(path, frames(), analysis.fps)
 
 
-def check_output_dir(out: Path, overwrite: bool) -> None:
-    """Refuse to replace a non-empty ``out`` unless ``overwrite`` (checked before any work is done)."""
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"--out {out} exists and is not a folder; choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"output folder {out} already exists and is not empty; pass --overwrite to replace it "
-                              "or choose another --out")
-
-
-def write_analysis(analysis: VideoAnalysis, source: VideoSource, out_dir: Path, *,
+def write_analysis(analysis: VideoAnalysis, source: VideoReader, out_dir: Path, *,
                    answers: dict[str, Any] | None = None, alpha: float = 0.4, min_value: float = 0.0,
                    on_frames: Callable[[int], None] | None = None) -> None:
     """Write every output file of the analysis into ``out_dir`` (an existing, staged folder)."""
@@ -412,241 +403,3 @@ def write_analysis(analysis: VideoAnalysis, source: VideoSource, out_dir: Path, 
     write_text_atomic(out_dir / "summary.json", json.dumps(analysis.summary(), indent=2) + "\n")
 
 
-# --------------------------------------------------------------------------------------------------
-# Labels found beside the video
-# --------------------------------------------------------------------------------------------------
-
-
-def _labels_from_tracks(path: Path, num_frames: int) -> np.ndarray:
-    from tvau_lightning.data.ubnormal import parse_tracks_file
-
-    labels = np.zeros(num_frames, dtype=np.int64)
-    for track in parse_tracks_file(path):
-        labels[track.start:min(track.end, num_frames - 1) + 1] = 1
-    return labels
-
-
-def read_frame_labels(path: str | os.PathLike[str], num_frames: int) -> np.ndarray:
-    """Per-frame 0/1 labels from a ``.npy`` array, a UBnormal ``*_tracks.txt`` or a text file of 0/1 values
-    (separated by whitespace or commas); the count must match the video."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"labels file not found: {path}")
-    if path.name.endswith("tracks.txt"):
-        return _labels_from_tracks(path, num_frames)
-    if path.suffix == ".npy":
-        values = np.load(path).reshape(-1)
-    else:
-        tokens = path.read_text(encoding="utf-8").replace(",", " ").split()
-        try:
-            values = np.array([float(t) for t in tokens])
-        except ValueError as error:
-            raise ValueError(f"{path}: expected 0/1 per frame separated by spaces, commas or newlines ({error})") from error
-    if values.shape[0] != num_frames or not np.isin(values, (0, 1)).all():
-        raise ValueError(f"{path}: expected {num_frames} labels of 0 or 1 (one per frame), got {values.shape[0]} "
-                         f"values{'' if np.isin(values, (0, 1)).all() else ' with other numbers'}")
-    return values.astype(np.int64)
-
-
-def find_frame_labels(video: str | os.PathLike[str], num_frames: int) -> tuple[np.ndarray, Path] | None:
-    """Ground-truth frame labels stored beside a video in UBnormal or ShanghaiTech layout, if any."""
-    video = Path(video)
-    annotations = video.parent / f"{video.stem}_annotations"
-    if video.is_file() and annotations.is_dir():  # UBnormal
-        for name in (f"{video.stem}_new_tracks.txt", f"{video.stem}_tracks.txt"):
-            if (annotations / name).is_file():
-                return _labels_from_tracks(annotations / name, num_frames), annotations / name
-        return np.zeros(num_frames, dtype=np.int64), annotations
-    if video.is_dir() and video.parent.name == "frames":  # ShanghaiTech testing/frames/{video}
-        mask = video.parent.parent / "test_frame_mask" / f"{video.name}.npy"
-        if mask.is_file():
-            return read_frame_labels(mask, num_frames), mask
-    return None
-
-
-# --------------------------------------------------------------------------------------------------
-# The command
-# --------------------------------------------------------------------------------------------------
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tvau analyze",
-        description="Analyze one video: heatmap overlay video, per-frame scores, regions and tracks, and (with a "
-                    "stage-2 checkpoint) answers to the standard questions.",
-    )
-    parser.add_argument("video", help="a video file (anything decord reads) or a folder of numbered frame images")
-    parser.add_argument("--out", required=True, help="output folder (created; replaced only with --overwrite)")
-    parser.add_argument("--ckpt", help="stage-1 AHD checkpoint (.ckpt); optional when --rae-ckpt names its own")
-    parser.add_argument("--rae-ckpt", help="stage-2 RAE checkpoint: also write answers.json")
-    parser.add_argument("--backbone", help="backbone folder, overriding the path stored in the checkpoint")
-    parser.add_argument("--frame-size", type=int, nargs=2, metavar=("H", "W"),
-                        help="model frame size (default: the one the checkpoint was trained with)")
-    parser.add_argument("--clip-len", type=int, help="frames per clip (default: the checkpoint's)")
-    parser.add_argument("--batch-size", type=int, default=1, help="clips per forward pass (default 1)")
-    parser.add_argument("--fps", type=float, help="frame rate of a frame folder (default 24), or to override a file's")
-    parser.add_argument("--labels", help="ground-truth frame labels (.npy, UBnormal *_tracks.txt, or 0/1 text)")
-    parser.add_argument("--threshold", type=float, default=0.5, help="heatmap threshold of regions (default 0.5)")
-    parser.add_argument("--link-iou", type=float, default=0.1, help="box IoU linking regions into tracks (0.1)")
-    parser.add_argument("--alpha", type=float, default=0.4, help="heatmap opacity in the overlay (default 0.4)")
-    parser.add_argument("--overlay-min", type=float, default=0.0,
-                        help="draw the heatmap only where it is at least this (e.g. 0.5); default 0 = everywhere")
-    parser.add_argument("--device", default="auto", help="auto (GPU if available), cpu, cuda, cuda:N")
-    parser.add_argument("--dtype", default="auto", help="backbone dtype: auto (bf16 on GPU, fp32 on CPU), float32, "
-                                                      "bfloat16, float16")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    return parser
-
-
-@dataclass
-class LoadedModels:
-    """The models ``analyze``/``chat`` run, and how to feed them."""
-
-    heatmaps: HeatmapPredictor
-    frame_size: tuple[int, int]
-    clip_len: int
-    rae: Any | None = None
-    rae_frame_size: tuple[int, int] | None = None
-    rae_num_frames: int | None = None
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-def load_models(*, ckpt: str | None, rae_ckpt: str | None, backbone: str | None = None,
-                frame_size: Sequence[int] | None = None, clip_len: int | None = None,
-                device: str = "auto", dtype: str = "auto") -> LoadedModels:
-    """Load the AHD (and the RAE) for inference.
-
-    With an RAE checkpoint, its backbone and frozen AHD make the heatmaps too (``ckpt`` then replaces the stage-1
-    checkpoint it names), so one backbone is in memory. Frame size and clip length come from the stage-1
-    checkpoint's DataModule unless given; they are checked before any weights are loaded.
-    """
-    from tvau_lightning.inference.models import resolve_stored_path
-
-    if ckpt is None and rae_ckpt is None:
-        raise ValueError("pass --ckpt AHD.ckpt (stage 1) and/or --rae-ckpt RAE.ckpt (stage 2)")
-    dev = resolve_device(device)
-    info: dict[str, Any] = {"device": str(dev), "dtype": dtype_name(dtype, dev)}
-    rae_raw = read_checkpoint(rae_ckpt) if rae_ckpt is not None else None
-    ahd_path = ckpt
-    if ahd_path is None and rae_raw is not None and rae_raw["hyper_parameters"].get("ahd_checkpoint"):
-        ahd_path = resolve_stored_path(str(rae_raw["hyper_parameters"]["ahd_checkpoint"]), rae_ckpt)
-    ahd_raw = read_checkpoint(ahd_path) if ahd_path is not None else None
-    stored = clip_settings(ahd_raw if ahd_raw is not None else rae_raw)
-    size = tuple(int(v) for v in frame_size) if frame_size else stored.frame_size
-    length = clip_len or stored.clip_len
-    if size is None:
-        raise CheckpointError(f"{ahd_path or rae_ckpt} does not record the frame size it was trained with; pass "
-                              "--frame-size H W (the training frame size)")
-    if length is None:
-        raise CheckpointError(f"{ahd_path or rae_ckpt} does not record its clip length; pass --clip-len N")
-    rae = None
-    if rae_raw is not None:
-        rae = load_rae_task(rae_ckpt, backbone=backbone, ahd_checkpoint=ckpt, device=dev, dtype=dtype, ckpt=rae_raw)
-        info["rae_checkpoint"] = str(rae_ckpt)
-    if rae is not None and rae.ahd is not None:
-        heatmaps = HeatmapPredictor(rae)
-    elif ahd_raw is not None:
-        heatmaps = HeatmapPredictor(load_ahd_task(ahd_path, backbone=backbone, device=dev, dtype=dtype, ckpt=ahd_raw))
-    else:
-        raise CheckpointError(f"{rae_ckpt} was trained without the AHD (use_ahd: false); pass --ckpt AHD.ckpt for "
-                              "the heatmaps")
-    info.update({"ahd_checkpoint": None if ahd_path is None else str(ahd_path), "frame_size": list(size),
-                 "clip_len": int(length), "backbone": str(heatmaps.backbone.config.path)})
-    models = LoadedModels(heatmaps, (int(size[0]), int(size[1])), int(length), rae=rae, info=info)
-    if rae is not None:
-        rae_settings = clip_settings(rae_raw)
-        models.rae_frame_size = rae_settings.frame_size or models.frame_size
-        models.rae_num_frames = rae_settings.clip_len or models.clip_len
-        info["rae_frame_size"], info["rae_num_frames"] = list(models.rae_frame_size), models.rae_num_frames
-    return models
-
-
-@contextmanager
-def progress_bar(enabled: bool) -> Iterator[Callable[[str, int], Callable[[int], None]]]:
-    """``with progress_bar(on) as task: advance = task("analyzing", total)`` — a rich progress bar on stderr."""
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        TimeRemainingColumn(), console=Console(stderr=True), disable=not enabled)
-
-    def add(description: str, total: int) -> Callable[[int], None]:
-        task_id = progress.add_task(description, total=total)
-        return lambda n: progress.advance(task_id, n)
-
-    with progress:
-        yield add
-
-
-def run_analyze(args: argparse.Namespace) -> Path:
-    """``tvau analyze`` with parsed arguments; returns the output folder."""
-    start_time = time.perf_counter()
-    out = Path(args.out)
-    check_output_dir(out, args.overwrite)
-    for name, value in (("--batch-size", args.batch_size), ("--clip-len", args.clip_len or 1)):
-        if value < 1:
-            raise ValueError(f"{name} must be positive, got {value}")
-    if not 0.0 <= args.threshold < 1.0:
-        raise ValueError(f"--threshold must be in [0, 1), got {args.threshold}")
-    source = open_video(args.video, fps=args.fps)
-    if source.num_frames < 1:
-        raise VideoReadError(f"{args.video} has no frames")
-    _ = source.size  # decodes frame 0: an undecodable file fails here, before any model is loaded
-    fps = float(args.fps) if args.fps else float(source.fps)
-    if not math.isfinite(fps) or fps <= 0:
-        raise VideoReadError(f"{args.video} reports no usable frame rate ({source.fps}); pass --fps")
-    if args.labels:
-        labels, labels_from = read_frame_labels(args.labels, source.num_frames), Path(args.labels)
-    else:
-        found = find_frame_labels(args.video, source.num_frames)
-        labels, labels_from = (None, None) if found is None else found
-    models = load_models(ckpt=args.ckpt, rae_ckpt=args.rae_ckpt, backbone=args.backbone, frame_size=args.frame_size,
-                         clip_len=args.clip_len, device=args.device, dtype=args.dtype)
-    answers = None
-    with progress_bar(not args.quiet) as add_task:
-        analysis = analyze_video(models.heatmaps, source, frame_size=models.frame_size, clip_len=models.clip_len,
-                                 batch_size=args.batch_size, threshold=args.threshold, link_iou=args.link_iou,
-                                 labels=labels, on_frames=add_task("heatmaps", source.num_frames))
-        analysis.fps = fps
-        if models.rae is not None:
-            from tvau_lightning.inference.chat import ChatSession
-
-            session = ChatSession.from_video(models.rae, source, num_frames=models.rae_num_frames,
-                                             frame_size=models.rae_frame_size, fps=fps)
-            advance = add_task("answers", 4)
-            answers = {"video": str(args.video), **session.standard_answers(on_answer=lambda: advance(1))}
-        analysis.info = {**models.info, "labels_from": None if labels_from is None else str(labels_from)}
-        with atomic_directory(out) as staging:
-            write_analysis(analysis, source, staging, answers=answers, alpha=args.alpha, min_value=args.overlay_min,
-                           on_frames=add_task("overlay.mp4", source.num_frames))
-            summary = json.loads((staging / "summary.json").read_text())
-            summary["seconds"] = round(time.perf_counter() - start_time, 2)
-            write_text_atomic(staging / "summary.json", json.dumps(summary, indent=2) + "\n")
-    return out
-
-
-def analyze_main(argv: Sequence[str]) -> int:
-    """Entry point of ``tvau analyze``: returns 0 on success, 1 with a one-line error on stderr otherwise."""
-    from tvau_lightning.backbones.base import BackboneError
-
-    args = build_parser().parse_args(list(argv))
-    try:
-        out = run_analyze(args)
-    except (VideoReadError, FileNotFoundError, FileExistsError, CheckpointError, BackboneError, ValueError,
-            IndexError) as error:
-        print(f"tvau analyze: error: {error}", file=sys.stderr)
-        return 1
-    summary = json.loads((out / "summary.json").read_text())
-    print(f"analyzed {summary['num_frames']} frames of {args.video}: max score {summary['max_score']:.3f}, "
-          f"{summary['frames_above_threshold']} frames above {args.threshold}, {summary['num_tracks']} region tracks"
-          + (f", frame AUC {summary['frame_auc']:.3f}" if "frame_auc" in summary else ""))
-    print(f"wrote {', '.join(sorted(p.name for p in out.iterdir()))} to {out}")
-    return 0

@@ -1,29 +1,36 @@
-"""Loading trained checkpoints for inference: the stage-1 AHD and the stage-2 RAE, on a chosen device/dtype.
+"""Loading trained models for inference: the stage-1 AHD and the stage-2 RAE, on a chosen device/dtype.
 
 Checkpoints hold only the trained weights (``ahd.*``; ``rae.*`` + LoRA) and the hyper-parameters, including
-the backbone config; the frozen backbone is rebuilt from it. Paths stored in a checkpoint are often relative
-to the folder training ran in, so a stored path that does not exist from here is also looked up relative to
-the checkpoint's parent folders, and every stored path can be overridden (``backbone=``, ``ahd_checkpoint=``).
-Lightning keeps the DataModule's hyper-parameters in the checkpoint too; :func:`clip_settings` reads the frame
-size and clip length the model was trained with from there.
+the backbone config; the frozen backbone is rebuilt from it (files are read with
+:func:`~tvau_lightning.checkpoints.read_checkpoint`, which never runs code from them). Paths stored in a
+checkpoint are often relative to the folder training ran in, so a stored path that does not exist from here is
+also looked up relative to the checkpoint's parent folders, and every stored path can be overridden
+(``backbone=``, ``ahd_checkpoint=``). Lightning keeps the DataModule's hyper-parameters in the checkpoint too;
+:func:`clip_settings` reads the frame size and clip length the model was trained with from there.
 """
 
 from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from tvau_lightning.backbones.base import BackboneConfig, BackboneError, resolve_dtype
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used for inference; the message names the file and the fix."""
+from tvau_lightning.backbones.base import resolve_dtype
+from tvau_lightning.backbones.types import BackboneError
+from tvau_lightning.checkpoints import (
+    CheckpointError,
+    backbone_config_from,
+    check_backbone_identity,
+    read_checkpoint,
+    resolve_stored_path,
+)
+from tvau_lightning.modules.anomaly_model import AnomalyHeatmapModel, load_ahd
 
 
 @dataclass
@@ -37,34 +44,6 @@ class ClipSettings:
 
     frame_size: tuple[int, int] | None
     clip_len: int | None
-
-
-def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load a Lightning checkpoint on the CPU, with errors that name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(str(path), map_location="cpu", weights_only=False)
-    except Exception as error:  # pickle/zip errors of every kind
-        raise CheckpointError(f"cannot read checkpoint {path}: {error} — is it a Lightning .ckpt file?") from error
-    if not isinstance(ckpt, Mapping) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
-        raise CheckpointError(f"{path} is not a Lightning checkpoint with hyper-parameters (no 'state_dict' / "
-                              "'hyper_parameters'); use a .ckpt written by `tvau fit`")
-    return dict(ckpt)
-
-
-def resolve_stored_path(stored: str, checkpoint: str | os.PathLike[str]) -> str:
-    """A path stored in a checkpoint, resolved: as given if it exists from the current folder, else the first
-    match relative to the checkpoint's folder or one of its parents; unchanged when nothing matches (a hub id,
-    or a path the caller must override)."""
-    candidate = Path(os.path.expanduser(stored))
-    if candidate.is_absolute() or candidate.exists():
-        return str(candidate)
-    for parent in Path(checkpoint).resolve().parents:
-        if (parent / candidate).exists():
-            return str(parent / candidate)
-    return stored
 
 
 def resolve_device(device: str) -> torch.device:
@@ -89,27 +68,6 @@ def dtype_name(dtype: str, device: torch.device) -> str:
     return {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}[resolved]
 
 
-def _backbone_config(stored: Any, checkpoint: Path, override: str | None, dtype: str) -> BackboneConfig:
-    if isinstance(stored, BackboneConfig):
-        values = dict(stored.__dict__)
-    elif isinstance(stored, Mapping):
-        values = {k: v for k, v in stored.items() if not k.startswith("_")}
-    elif isinstance(stored, str):
-        values = {"path": stored}
-    else:
-        raise CheckpointError(f"{checkpoint}: hyper-parameter 'backbone' is {type(stored).__name__}, expected a "
-                              "backbone config; pass --backbone PATH")
-    try:
-        config = BackboneConfig(**values)
-    except TypeError as error:
-        raise CheckpointError(f"{checkpoint}: cannot rebuild the backbone config from {values}: {error}") from error
-    config.path = override if override is not None else resolve_stored_path(config.path, checkpoint)
-    config.dtype = dtype
-    if config.input_size is not None:
-        config.input_size = tuple(config.input_size)
-    return config
-
-
 def _init_kwargs(cls: type, hparams: Mapping[str, Any]) -> dict[str, Any]:
     """The hyper-parameters that are arguments of ``cls.__init__`` (drops LightningCLI's ``_class_path`` …)."""
     names = set(inspect.signature(cls.__init__).parameters) - {"self"}
@@ -130,46 +88,25 @@ def clip_settings(checkpoint: Mapping[str, Any]) -> ClipSettings:
     )
 
 
-def load_ahd_task(
+def load_ahd_model(
     checkpoint: str | os.PathLike[str],
     *,
     backbone: str | None = None,
     device: str | torch.device = "cpu",
     dtype: str = "auto",
     ckpt: Mapping[str, Any] | None = None,
-) -> Any:
-    """An ``AHDTask`` from a stage-1 checkpoint, in eval mode on ``device``.
+    force_backbone: bool = False,
+) -> AnomalyHeatmapModel:
+    """The stage-1 :class:`AnomalyHeatmapModel` of a checkpoint, in eval mode on ``device``.
 
     The backbone is rebuilt vision-only from the checkpoint's config (``backbone`` overrides its path) in
-    ``dtype``; the AHD head stays float32 (it costs ~1 % of the tower). The class prototypes come from the
-    checkpoint, so the LLM is never loaded. ``ckpt`` is the already-read checkpoint, if the caller has it.
+    ``dtype``; the class prototypes come from the checkpoint, so the LLM is never loaded. ``ckpt`` is the
+    already-read checkpoint, if the caller has it. See :func:`~tvau_lightning.modules.anomaly_model.load_ahd`.
     """
-    from tvau_lightning.tasks.ahd import AHDTask
-
-    path = Path(checkpoint)
-    ckpt = read_checkpoint(path) if ckpt is None else ckpt
-    hparams = dict(ckpt["hyper_parameters"])
-    state = {k[len("ahd."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("ahd.")}
-    if not state or "backbone" not in hparams:
-        raise CheckpointError(f"{path} holds no AHD weights ('ahd.*') or no backbone config; is it a stage-1 "
-                              "AHDTask checkpoint (tvau fit --config configs/ahd.yaml)?")
     dev = torch.device(device)
-    kwargs = _init_kwargs(AHDTask, hparams)
-    kwargs["backbone"] = _backbone_config(hparams["backbone"], path, backbone, dtype_name(dtype, dev))
-    kwargs["prompts"] = None  # the prototypes are in the checkpoint; the bank only seeds them
-    kwargs["text_embedding_mode"] = "input_embeddings"  # never load the LLM just to recompute prototypes
-    kwargs["log_heatmaps"] = 0
-    if "feature_cache" in kwargs:
-        kwargs["feature_cache"] = None  # a training-data cache says nothing about the videos analyzed here
-    task = AHDTask(**kwargs)
-    try:
-        task.ahd.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        raise CheckpointError(f"{path}: the AHD weights do not fit the backbone {kwargs['backbone'].path} "
-                              f"({error}); use the backbone the checkpoint was trained with (--backbone)") from error
-    if not bool(task.ahd.has_prototypes):
-        raise CheckpointError(f"{path} has no class prototypes; re-save it with a current `tvau fit`")
-    return task.to(dev).eval()
+    model = load_ahd(checkpoint if ckpt is None else ckpt, backbone_path=backbone, dtype=dtype_name(dtype, dev),
+                     force_backbone=force_backbone, source=checkpoint)
+    return model.to(dev).eval()
 
 
 def load_rae_task(
@@ -180,6 +117,7 @@ def load_rae_task(
     device: str | torch.device = "cpu",
     dtype: str = "auto",
     ckpt: Mapping[str, Any] | None = None,
+    force_backbone: bool = False,
 ) -> Any:
     """An ``RAETask`` from a stage-2 checkpoint (RAE + LoRA weights), in eval mode on ``device``.
 
@@ -198,7 +136,7 @@ def load_rae_task(
                               "checkpoint?")
     dev = torch.device(device)
     kwargs = _init_kwargs(RAETask, hparams)
-    kwargs["backbone"] = _backbone_config(hparams["backbone"], path, backbone, dtype_name(dtype, dev))
+    kwargs["backbone"] = backbone_config_from(hparams["backbone"], path, path=backbone, dtype=dtype_name(dtype, dev))
     if kwargs.get("use_ahd", True):
         stored = ahd_checkpoint or kwargs.get("ahd_checkpoint")
         if stored is None:
@@ -208,13 +146,15 @@ def load_rae_task(
             raise CheckpointError(f"{path} was trained on the stage-1 checkpoint {stored!r}, which is not found from "
                                   "here; pass it with --ckpt AHD.ckpt")
     kwargs["init_checkpoint"] = None  # its RAE weights are superseded by this checkpoint's own
+    kwargs["force_backbone"] = force_backbone
     kwargs["gradient_checkpointing"] = False
     lora = kwargs.get("lora")
     if isinstance(lora, Mapping):
-        from tvau_lightning.backbones.base import LoRASettings
+        from tvau_lightning.backbones.lora import LoRASettings
 
         kwargs["lora"] = LoRASettings(**{k: v for k, v in lora.items() if not k.startswith("_")})
     task = RAETask(**kwargs)
+    check_backbone_identity(ckpt, task.backbone, source=path, force=force_backbone)
     result = task.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if k.startswith("rae.") or "lora_" in k]
     if result.unexpected_keys or missing:
@@ -225,28 +165,103 @@ def load_rae_task(
 
 
 class HeatmapPredictor:
-    """Heatmaps of uint8 clips from either stage: an ``AHDTask`` or the frozen AHD inside an ``RAETask``.
+    """Heatmaps of uint8 clips from either stage: an :class:`AnomalyHeatmapModel` (or a task holding one as
+    ``heatmap_model``, e.g. the frozen AHD inside an ``RAETask``).
 
     Call it with clips ``(B, T, H, W, 3)`` uint8 (at the model's frame size) → heatmaps ``(B, T', H', W')``
-    float32 in [0, 1]; one grid step covers :attr:`temporal_factor` frames.
+    float32 in [0, 1]; :meth:`predict` also returns the unsaturated scores. One grid step covers
+    :attr:`temporal_factor` frames. Tower and head run under the autocast training used: the backbone's dtype
+    when it is bf16/fp16, none in fp32.
     """
 
-    def __init__(self, task: Any) -> None:
-        ahd = getattr(task, "ahd", None)
-        if ahd is None:
+    def __init__(self, model: Any) -> None:
+        model = getattr(model, "heatmap_model", model)
+        if not isinstance(model, AnomalyHeatmapModel):
             raise ValueError("this model has no AHD (an RAE trained with use_ahd=false); pass --ckpt AHD.ckpt")
-        self.task = task
-        self.backbone = task.backbone
-        self.ahd = ahd
-        self.layers = list(task.layers)
-        self.temporal_factor = int(self.backbone.temporal_patch_size)
+        self.model = model
+        self.backbone = model.backbone
+        self.layers = list(model.layers)
+        self.temporal_factor = model.temporal_factor
 
     @property
     def device(self) -> torch.device:
         return self.backbone.device
 
+    def _autocast(self) -> Any:
+        dtype = self.backbone.dtype
+        if dtype == torch.float32:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
     @torch.inference_mode()
+    def predict(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(heatmap, scores)`` float32 ``(B, T', H', W')`` for uint8 clips ``(B, T, H, W, 3)``."""
+        with self._autocast():
+            out = self.model(frames.to(self.device))
+        return out.heatmap.float(), out.scores.float()
+
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
-        inputs = self.backbone.preprocess_video(frames.to(self.device)).to(self.device, self.backbone.dtype)
-        out = self.backbone.encode_video(inputs, self.layers, visual_tokens=False)
-        return self.ahd([out.layer_features[i] for i in self.layers]).heatmap.float()
+        return self.predict(frames)[0]
+
+
+@dataclass
+class LoadedModels:
+    """The models ``analyze``/``chat`` run, and how to feed them."""
+
+    heatmaps: HeatmapPredictor
+    frame_size: tuple[int, int]
+    clip_len: int
+    rae: Any | None = None
+    rae_frame_size: tuple[int, int] | None = None
+    rae_num_frames: int | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def load_models(*, ckpt: str | None, rae_ckpt: str | None, backbone: str | None = None,
+                frame_size: Sequence[int] | None = None, clip_len: int | None = None,
+                device: str = "auto", dtype: str = "auto", force_backbone: bool = False) -> LoadedModels:
+    """Load the AHD (and the RAE) for inference.
+
+    With an RAE checkpoint, its backbone and frozen AHD make the heatmaps too (``ckpt`` then replaces the stage-1
+    checkpoint it names), so one backbone is in memory. Frame size and clip length come from the stage-1
+    checkpoint's DataModule unless given; they are checked before any weights are loaded.
+    """
+    if ckpt is None and rae_ckpt is None:
+        raise ValueError("pass --ckpt AHD.ckpt (stage 1) and/or --rae-ckpt RAE.ckpt (stage 2)")
+    dev = resolve_device(device)
+    info: dict[str, Any] = {"device": str(dev), "dtype": dtype_name(dtype, dev)}
+    rae_raw = read_checkpoint(rae_ckpt) if rae_ckpt is not None else None
+    ahd_path = ckpt
+    if ahd_path is None and rae_raw is not None and rae_raw["hyper_parameters"].get("ahd_checkpoint"):
+        ahd_path = resolve_stored_path(str(rae_raw["hyper_parameters"]["ahd_checkpoint"]), rae_ckpt)
+    ahd_raw = read_checkpoint(ahd_path) if ahd_path is not None else None
+    stored = clip_settings(ahd_raw if ahd_raw is not None else rae_raw)
+    size = tuple(int(v) for v in frame_size) if frame_size else stored.frame_size
+    length = clip_len or stored.clip_len
+    if size is None:
+        raise CheckpointError(f"{ahd_path or rae_ckpt} does not record the frame size it was trained with; pass "
+                              "--frame-size H W (the training frame size)")
+    if length is None:
+        raise CheckpointError(f"{ahd_path or rae_ckpt} does not record its clip length; pass --clip-len N")
+    rae = None
+    if rae_raw is not None:
+        rae = load_rae_task(rae_ckpt, backbone=backbone, ahd_checkpoint=ckpt, device=dev, dtype=dtype, ckpt=rae_raw,
+                            force_backbone=force_backbone)
+        info["rae_checkpoint"] = str(rae_ckpt)
+    if rae is not None and rae.ahd is not None:
+        heatmaps = HeatmapPredictor(rae)
+    elif ahd_raw is not None:
+        heatmaps = HeatmapPredictor(load_ahd_model(ahd_path, backbone=backbone, device=dev, dtype=dtype,
+                                                   ckpt=ahd_raw, force_backbone=force_backbone))
+    else:
+        raise CheckpointError(f"{rae_ckpt} was trained without the AHD (use_ahd: false); pass --ckpt AHD.ckpt for "
+                              "the heatmaps")
+    info.update({"ahd_checkpoint": None if ahd_path is None else str(ahd_path), "frame_size": list(size),
+                 "clip_len": int(length), "backbone": str(heatmaps.backbone.config.path)})
+    models = LoadedModels(heatmaps, (int(size[0]), int(size[1])), int(length), rae=rae, info=info)
+    if rae is not None:
+        rae_settings = clip_settings(rae_raw)
+        models.rae_frame_size = rae_settings.frame_size or models.frame_size
+        models.rae_num_frames = rae_settings.clip_len or models.clip_len
+        info["rae_frame_size"], info["rae_num_frames"] = list(models.rae_frame_size), models.rae_num_frames
+    return models

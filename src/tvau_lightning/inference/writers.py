@@ -3,7 +3,9 @@
 ``HeatmapWriter`` is a Lightning prediction-writer callback (add it under ``trainer.callbacks``). For each
 video it writes ``{video_id}.npz`` with ``frame_index (N,)``, ``frame_scores (N,)`` and ``heatmap (N, H', W')``
 float16 — the grid heatmap of each frame (a grid step repeated for the frames it covers) — and one
-``frame_scores.csv`` over all videos. Files are written atomically.
+``frame_scores.csv`` over all videos. Files are written atomically. The output folder is the tool's own
+(:func:`~tvau_lightning.atomic.claim_output_dir`, checked when prediction starts): a non-empty folder it did not
+create, or one holding the dataset or the checkpoint, is refused.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from tvau_lightning.atomic import atomic_path, write_text_atomic
+from tvau_lightning.atomic import atomic_path, claim_output_dir, signals_raise, write_text_atomic
+from tvau_lightning.modules.grid import steps_to_frames
 
 
 class HeatmapWriter(BasePredictionWriter):
@@ -34,6 +37,13 @@ class HeatmapWriter(BasePredictionWriter):
         self.output_dir = Path(output_dir)
         self._parts: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = defaultdict(list)
 
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Refuse a foreign or input-holding output folder before any prediction runs (rank 0 claims it)."""
+        if stage != "predict" or not trainer.is_global_zero:
+            return
+        inputs = [p for p in (getattr(trainer.datamodule, "root", None), getattr(trainer, "ckpt_path", None)) if p]
+        claim_output_dir(self.output_dir, inputs)
+
     def write_on_batch_end(self, trainer: Trainer, pl_module: LightningModule, prediction: dict[str, Any],
                            batch_indices: Any, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
         factor = int(prediction["temporal_factor"])
@@ -41,12 +51,16 @@ class HeatmapWriter(BasePredictionWriter):
         for b, video_id in enumerate(prediction["video_id"]):
             index = prediction["frame_index"][b].numpy()
             keep = index >= 0
-            per_frame = heat[b].repeat_interleave(factor, dim=0)[: index.shape[0]]
+            per_frame = steps_to_frames(heat[b], temporal_factor=factor, num_frames=index.shape[0], dim=0)
             self._parts[video_id].append(
                 (index[keep], prediction["frame_scores"][b].numpy()[keep], per_frame[torch.from_numpy(keep)].numpy())
             )
 
     def on_predict_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        with signals_raise():  # SIGTERM unwinds: no temporary file is left beside the outputs
+            self._write(trainer)
+
+    def _write(self, trainer: Trainer) -> None:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         rows: list[tuple[str, int, float]] = []
         for video_id, parts in sorted(self._parts.items()):

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from tvau_lightning.metrics.functional import macro_auroc, micro_auroc
+from tvau_lightning.metrics.functional.frame_auc import macro_auroc, micro_auroc
 from tvau_lightning.metrics.state import RowStateMetric, first_occurrence_mask, video_hashes
 
 
@@ -104,8 +104,8 @@ class MacroAUROC(_FrameScoreMetric):
     """Macro frame AUC: mean of per-video ROC-AUCs.
 
     Args:
-        pad: True (default) = UBnormal's protocol, each video padded with a normal frame scored 0 and an
-            abnormal frame scored 1 (:attr:`log_name` ``macro_auc_padded``); False = single-class videos
+        pad: True (default) = UBnormal's protocol, each video padded with a normal frame scored below and an
+            abnormal frame scored above every real score (:attr:`log_name` ``macro_auc_padded``); False = single-class videos
             skipped, with a warning (``macro_auc_unpadded``).
 
     ``compute()`` returns a float32 scalar tensor; NaN with a warning when no video qualifies.

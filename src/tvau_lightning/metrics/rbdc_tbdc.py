@@ -2,7 +2,7 @@
 
 Each update turns the heatmaps into scored boxes in original video pixels
 (:func:`~tvau_lightning.metrics.regions.heatmap_to_detections`) and stores them with the ground truth of the
-clip's frames; ``compute()`` runs one sweep (:func:`~tvau_lightning.metrics.functional.region_track_sweep`)
+clip's frames; ``compute()`` runs one sweep (:func:`~tvau_lightning.metrics.functional.rbdc_tbdc.region_track_sweep`)
 over everything seen. N (the FPR denominator) is the number of distinct ``(video, frame)`` seen, so the
 metric must see every frame of the split (normal videos included), as the evaluation loaders provide.
 
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from tvau_lightning.metrics.functional import region_track_sweep
+from tvau_lightning.metrics.functional.rbdc_tbdc import region_track_sweep
 from tvau_lightning.metrics.regions import heatmap_to_detections, link_boxes, masks_to_frame_boxes
 from tvau_lightning.metrics.state import RowStateMetric, first_occurrence_mask, unique_row_ids, video_hash
 
@@ -66,11 +66,12 @@ class RegionTrackDetection(RowStateMetric):
         original_size: torch.Tensor,
         gt_masks: torch.Tensor | None = None,
         gt_boxes: Sequence[torch.Tensor | np.ndarray] | None = None,
+        scores: torch.Tensor | None = None,
     ) -> None:
         """Add a batch of clips.
 
         Args:
-            heatmaps: ``(B, T, h, w)`` anomaly heatmaps in [0, 1] (any resolution).
+            heatmaps: ``(B, T, h, w)`` anomaly heatmaps in [0, 1] (any resolution); regions are ``> threshold``.
             video_ids: ``B`` video identifiers.
             frame_index: ``(B, T)`` original frame numbers, ``-1`` on padding (ignored).
             original_size: ``(B, 2)`` ``(H, W)`` of the source videos.
@@ -78,6 +79,8 @@ class RegionTrackDetection(RowStateMetric):
             gt_boxes: per sample, ``(n, 6)`` rows ``(frame, track_id, x1, y1, x2, y2)`` in original pixels
                 (track ids per video), or None. Give at most one of ``gt_masks``/``gt_boxes``; with neither,
                 the batch adds detections and frames only (e.g. normal videos without GT).
+            scores: ``(B, T, h, w)`` maps that rank the regions (max inside each; the AHD's unsaturated logit gap),
+                or ``None`` to rank by the heatmap.
         """
         if gt_masks is not None and gt_boxes is not None:
             raise ValueError("pass either gt_masks or gt_boxes, not both (gt_boxes are exact; prefer them)")
@@ -92,13 +95,17 @@ class RegionTrackDetection(RowStateMetric):
         if gt_boxes is not None and len(gt_boxes) != batch:
             raise ValueError(f"gt_boxes must hold one (n, 6) array per sample ({batch}), got {len(gt_boxes)}")
         heat = heat.float().cpu().numpy()
+        ranking = None if scores is None else torch.as_tensor(scores).detach().float().cpu().numpy()
+        if ranking is not None and ranking.shape != heat.shape:
+            raise ValueError(f"scores {ranking.shape} must have the heatmaps' shape {heat.shape}")
         occurrences = self.take_occurrences(batch)
         for b, video_id in enumerate(video_ids):
             vid, occ = video_hash(video_id), occurrences[b]
             frames = index[b].numpy()
             real = frames[frames >= 0]
             self._append("seen", vid, occ, real)
-            dets = heatmap_to_detections(heat[b], frames, sizes[b], threshold=self.threshold)
+            dets = heatmap_to_detections(heat[b], frames, sizes[b], threshold=self.threshold,
+                                         scores=None if ranking is None else ranking[b])
             self._append("det", vid, occ, dets[:, 0].astype(np.int64), det_box=dets[:, 1:5], det_score=dets[:, 5])
             if gt_masks is not None:
                 rows = masks_to_frame_boxes(gt_masks[b], frames, original_size=sizes[b])

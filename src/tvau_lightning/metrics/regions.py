@@ -3,7 +3,7 @@
 Conventions shared by every function here:
 
 * Boxes are ``(x1, y1, x2, y2)`` **inclusive** pixel coordinates; box IoU uses the ``+1`` convention
-  (a one-pixel box has area 1).
+  (a one-pixel box has area 1; :func:`~tvau_lightning.metrics.boxes.box_iou_inclusive`).
 * Components are **8-connected** (``scipy.ndimage.label`` with a 3×3 structure), per frame — never across
   frames.
 * A map at resolution ``h × w`` is mapped to a ``H × W`` video by treating cell ``(r, c)`` as covering
@@ -20,22 +20,12 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from tvau_lightning.metrics.arrays import to_numpy
+from tvau_lightning.metrics.boxes import box_iou_inclusive
+
 #: 8-connectivity inside a frame and no connection between frames, for labelling a (T, h, w) volume at once
 _PER_FRAME_EIGHT = np.zeros((3, 3, 3), dtype=bool)
 _PER_FRAME_EIGHT[1] = True
-
-
-ArrayLike = np.ndarray | torch.Tensor | Sequence
-
-
-def to_numpy(x: ArrayLike, dtype: type | None = None) -> np.ndarray:
-    """A numpy view/copy of a tensor, array or sequence (half-precision tensors become float32)."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu()
-        if x.is_floating_point() and x.dtype not in (torch.float32, torch.float64):
-            x = x.float()
-        x = x.numpy()
-    return np.asarray(x, dtype=dtype)
 
 
 def _check_volume(name: str, volume: np.ndarray, frame_index: np.ndarray) -> None:
@@ -87,18 +77,21 @@ def heatmap_to_detections(
     frame_index: np.ndarray | torch.Tensor,
     original_size: Sequence[int] | np.ndarray | torch.Tensor,
     threshold: float = 0.5,
+    scores: np.ndarray | torch.Tensor | None = None,
 ) -> np.ndarray:
     """Scored boxes of the anomalous regions of a heatmap clip, in original video pixels.
 
     A pixel is anomalous where ``heatmap > threshold`` (strict: at 0.5 this is the AHD judgment
     p(abnormal) > p(normal)); each 8-connected component of a frame gives one box scored by the maximum
-    heatmap value inside the component.
+    inside the component of ``scores`` (the AHD's unsaturated logit gap, which ranks regions where the heatmap
+    ties at 1.0), or of the heatmap itself when no scores are given.
 
     Args:
         heatmap: ``(T, h, w)`` float in [0, 1], any resolution.
         frame_index: ``(T,)`` original frame numbers; ``-1`` marks padding frames, which are skipped.
         original_size: ``(H, W)`` of the source video; boxes are mapped to it (module docstring).
         threshold: binarisation threshold.
+        scores: ``(T, h, w)`` region-ranking maps of the heatmap's shape, or ``None``.
     Returns:
         ``(m, 6)`` float64 rows ``(frame, x1, y1, x2, y2, score)``, inclusive pixel boxes, sorted by frame.
     """
@@ -108,12 +101,17 @@ def heatmap_to_detections(
     if not np.isfinite(heat).all():
         raise ValueError("heatmap contains NaN or infinite values")
     size = _original_size(original_size)
+    ranking = heat if scores is None else to_numpy(scores)
+    if ranking.shape != heat.shape:
+        raise ValueError(f"scores {ranking.shape} must have the heatmap's shape {heat.shape}")
+    if not np.isfinite(ranking).all():
+        raise ValueError("scores contain NaN or infinite values")
     keep = index >= 0
-    heat, index = heat[keep], index[keep]
+    heat, index, ranking = heat[keep], index[keep], ranking[keep]
     labels, t, cells = _component_boxes(heat > threshold)
     if len(t) == 0:
         return np.zeros((0, 6), dtype=np.float64)
-    scores = np.asarray(ndimage.maximum(heat, labels, index=np.arange(1, len(t) + 1)), dtype=np.float64)
+    scores = np.asarray(ndimage.maximum(ranking, labels, index=np.arange(1, len(t) + 1)), dtype=np.float64)
     boxes = cells_to_pixels(cells[:, 0], cells[:, 1], cells[:, 2], cells[:, 3], heat.shape[1:], size)
     return np.column_stack([index[t], boxes, scores]).astype(np.float64)
 
@@ -144,18 +142,6 @@ def masks_to_frame_boxes(
     size = binary.shape[1:] if original_size is None else _original_size(original_size)
     boxes = cells_to_pixels(cells[:, 0], cells[:, 1], cells[:, 2], cells[:, 3], binary.shape[1:], size)
     return np.column_stack([index[t], boxes]).astype(np.int64)
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``(n, m)`` IoU of inclusive boxes ``a (n, 4)`` and ``b (m, 4)`` with the ``+1`` pixel convention."""
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)[:, None, :]
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)[None, :, :]
-    iw = np.maximum(0.0, np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + 1)
-    ih = np.maximum(0.0, np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + 1)
-    inter = iw * ih
-    area_a = (a[..., 2] - a[..., 0] + 1) * (a[..., 3] - a[..., 1] + 1)
-    area_b = (b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1)
-    return inter / (area_a + area_b - inter)
 
 
 def link_boxes(rows: np.ndarray | torch.Tensor, *, link_iou: float = 0.1) -> list[np.ndarray]:
@@ -189,7 +175,7 @@ def link_boxes(rows: np.ndarray | torch.Tensor, *, link_iou: float = 0.1) -> lis
         taken = np.zeros(len(current), dtype=bool)
         if active:
             last = np.stack([tracks[t][-1][1:] for t in active])
-            iou = box_iou(last, current[:, 1:])
+            iou = box_iou_inclusive(last, current[:, 1:])
             ti, bi = np.nonzero(iou >= link_iou)
             order = np.lexsort((bi, ti, -iou[ti, bi]))
             used_tracks = np.zeros(len(active), dtype=bool)

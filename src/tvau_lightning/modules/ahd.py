@@ -5,9 +5,12 @@ similarity with one normal and one abnormal text prototype, fused over layers wi
 turned into a two-class softmax per spatio-temporal cell; the abnormal channel is the heatmap. A cell is
 judged abnormal where p(abnormal) > p(normal), i.e. heatmap > 0.5 — no tuned threshold.
 
-The grid helpers (mask downsampling for training, heatmap upsampling for evaluation) live here too, since
-they define how the heatmap grid maps to frames: one grid step covers ``temporal_factor`` frames
-(2 for Qwen2.5-VL, 1 for per-frame towers).
+How the heatmap grid maps to frames and pixels (one grid step covers ``temporal_factor`` frames) is defined
+once, in :mod:`tvau_lightning.modules.grid`.
+
+Ranking frames and regions uses :attr:`AHDOutput.scores`, the fp32 logit gap, not the heatmap: in fp32 the
+softmax reaches exactly 1.0 once the gap passes ~17 (and under bf16 much earlier), so heatmap values tie at
+the top while the gap keeps their order.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ class AHDOutput:
         heatmap: ``(B, T', H', W')`` p(abnormal) in [0, 1] (Eq. 7).
         frame_logits: ``(B, T', 2)`` from the optional frame-level head, else ``None``.
         layer_weights: ``(L,)`` the normalised fusion weights ``w_i``.
+        scores: ``(B, T', H', W')`` float32 anomaly scores ``(H_abn − H_norm)·scale``, the logit gap:
+            ``heatmap = sigmoid(scores)``, so it ranks cells exactly as the heatmap does but never saturates.
+            Frames and regions are ranked by it (AUC, RBDC/TBDC); ``scores > 0`` ⇔ ``heatmap > 0.5``.
     """
 
     class_maps: torch.Tensor
@@ -39,6 +45,7 @@ class AHDOutput:
     heatmap: torch.Tensor
     frame_logits: torch.Tensor | None
     layer_weights: torch.Tensor
+    scores: torch.Tensor
 
 
 class AnomalyHeatmapDecoder(nn.Module):
@@ -47,7 +54,8 @@ class AnomalyHeatmapDecoder(nn.Module):
     Args:
         vision_dims: channel width ``C_i`` of each input layer (one MLP per layer).
         text_dim: ``D``, the width of the class prototypes (the LLM's embedding width).
-        hidden_dim: hidden width of each 2-layer MLP; ``None`` → ``text_dim``.
+        hidden_dim: hidden width of each 2-layer MLP; ``None`` → the layer's own width ``C_i`` (the paper's
+            Table 4 AHD size, ≈ 24.96 M parameters at 7B shapes, is four 1280 → 1280 → 3584 MLPs; docs/metrics.md).
         logit_scale: softmax temperature multiplier on the cosine similarities (the author's prototype
             used 100).
         learnable_scale: learn the scale (stored as its log), else keep it fixed.
@@ -74,9 +82,9 @@ class AnomalyHeatmapDecoder(nn.Module):
             raise ValueError(f"fusion must be 'softmax' or 'linear', got {fusion!r}")
         if logit_scale <= 0:
             raise ValueError(f"logit_scale must be positive, got {logit_scale}")
-        hidden = hidden_dim or text_dim
         self.projections = nn.ModuleList(
-            nn.Sequential(nn.Linear(c, hidden), nn.GELU(), nn.Linear(hidden, text_dim)) for c in vision_dims
+            nn.Sequential(nn.Linear(c, hidden_dim or c), nn.GELU(), nn.Linear(hidden_dim or c, text_dim))
+            for c in vision_dims
         )
         self.fusion = fusion
         n = len(vision_dims)
@@ -120,84 +128,25 @@ class AnomalyHeatmapDecoder(nn.Module):
                 raise RuntimeError("no class prototypes: call set_prototypes() or pass prototypes=")
             prototypes = self.prototypes
         weights = self.layer_weights()
-        text = F.normalize(prototypes.float(), dim=-1)
-        sims = []
-        for proj, feat in zip(self.projections, features):
-            v = F.normalize(proj(feat.to(proj[0].weight.dtype)).float(), dim=-1)
-            sims.append(torch.einsum("bthwd,cd->btchw", v, text))  # Eq. 5, (B, T', 2, H', W')
-        class_maps = torch.einsum("l,lbtchw->btchw", weights.float(), torch.stack(sims))  # Eq. 6
-        logits = class_maps * self.log_scale.exp()
-        heatmap = logits.softmax(dim=2)[:, :, 1]  # Eq. 7
+        projected = [proj(feat.to(proj[0].weight.dtype)) for proj, feat in zip(self.projections, features)]
+        # cosine similarities, fusion and softmax in fp32 even under autocast: bf16 class maps would tie scores
+        with torch.autocast(device_type=projected[0].device.type, enabled=False):
+            text = F.normalize(prototypes.float(), dim=-1)
+            sims = [torch.einsum("bthwd,cd->btchw", F.normalize(v.float(), dim=-1), text)  # Eq. 5, (B, T', 2, H', W')
+                    for v in projected]
+            class_maps = torch.einsum("l,lbtchw->btchw", weights.float(), torch.stack(sims))  # Eq. 6
+            logits = class_maps * self.log_scale.float().exp()
+            heatmap = logits.softmax(dim=2)[:, :, 1]  # Eq. 7
+            scores = logits[:, :, 1] - logits[:, :, 0]
         frame_logits = None
         if self.frame_head is not None:
             pooled = torch.cat([logits.amax(dim=(-2, -1)), logits.mean(dim=(-2, -1))], dim=-1)  # (B, T', 4)
             frame_logits = self.frame_head(pooled)
-        return AHDOutput(class_maps, logits, heatmap, frame_logits, weights.detach())
+        return AHDOutput(class_maps, logits, heatmap, frame_logits, weights.detach(), scores)
 
 
-# --------------------------------------------------------------------------------------------------
-# Grid ↔ frames
-# --------------------------------------------------------------------------------------------------
-
-
-def _pad_time(x: torch.Tensor, factor: int, dim: int = 1) -> torch.Tensor:
-    """Pad dim ``dim`` to a multiple of ``factor`` by repeating the last step (as the video processor does)."""
-    t = x.shape[dim]
-    rem = (-t) % factor
-    if rem == 0:
-        return x
-    last = x.narrow(dim, t - 1, 1)
-    return torch.cat([x] + [last] * rem, dim=dim)
-
-
-def downsample_masks(
-    masks: torch.Tensor, grid: tuple[int, int, int], *, temporal_factor: int, mode: str = "area", area_threshold: float = 0.5
-) -> torch.Tensor:
-    """GT pixel masks ``(B, T, H, W)`` → grid targets ``(B, T', H', W')`` (float 0/1).
-
-    Temporal: max over each group of ``temporal_factor`` frames (the paper's pairwise merge). Spatial:
-    ``area`` marks a cell abnormal when at least ``area_threshold`` of its pixels are; ``nearest`` samples
-    the cell centre; ``max`` marks a cell touched by any abnormal pixel.
-    """
-    t_out, h_out, w_out = grid
-    m = _pad_time(masks.float(), temporal_factor)
-    b, t = m.shape[:2]
-    m = m.reshape(b, t // temporal_factor, temporal_factor, *m.shape[2:]).amax(dim=2)
-    if m.shape[1] != t_out:
-        raise ValueError(f"{masks.shape[1]} frames give {m.shape[1]} grid steps, expected {t_out}")
-    flat = m.reshape(b * t_out, 1, *m.shape[2:])
-    if mode == "area":
-        out = (F.adaptive_avg_pool2d(flat, (h_out, w_out)) >= area_threshold).float()
-    elif mode == "nearest":
-        out = F.interpolate(flat, size=(h_out, w_out), mode="nearest")
-    elif mode == "max":
-        out = F.adaptive_max_pool2d(flat, (h_out, w_out))
-    else:
-        raise ValueError(f"mask downsampling mode must be area, nearest or max, got {mode!r}")
-    return out.reshape(b, t_out, h_out, w_out)
-
-
-def downsample_valid(valid: torch.Tensor, *, temporal_factor: int) -> torch.Tensor:
-    """Frame validity ``(B, T)`` → grid-step validity ``(B, T')``: a step counts if any of its frames is real."""
-    v = _pad_time(valid.float(), temporal_factor)
-    return v.reshape(v.shape[0], -1, temporal_factor).amax(dim=2) > 0
-
-
-def upsample_heatmap(
-    heatmap: torch.Tensor, *, num_frames: int, frame_size: tuple[int, int], temporal_factor: int
-) -> torch.Tensor:
-    """Grid heatmap ``(B, T', H', W')`` → frame heatmap ``(B, T, H, W)``: bilinear in space, each grid
-    step repeated for its ``temporal_factor`` frames, trimmed to ``num_frames`` (SPEC §3 evaluation)."""
-    b, t_grid = heatmap.shape[:2]
-    up = F.interpolate(heatmap.reshape(b * t_grid, 1, *heatmap.shape[2:]).float(), size=frame_size,
-                       mode="bilinear", align_corners=False)
-    up = up.reshape(b, t_grid, *frame_size).repeat_interleave(temporal_factor, dim=1)
-    if up.shape[1] < num_frames:
-        raise ValueError(f"{t_grid} grid steps × {temporal_factor} cover fewer than {num_frames} frames")
-    return up[:, :num_frames].clamp_(0.0, 1.0)
-
-
-def frame_scores(frame_heatmap: torch.Tensor) -> torch.Tensor:
-    """Per-frame anomaly score ``(B, T)``: the spatial max of ``(B, T, H, W)`` heatmaps."""
-    return frame_heatmap.flatten(2).amax(dim=2)
+def frame_scores(frame_maps: torch.Tensor) -> torch.Tensor:
+    """Per-frame anomaly score ``(B, T)``: the spatial max of ``(B, T, H, W)`` maps (heatmaps or the unsaturated
+    :attr:`AHDOutput.scores` brought to frames with :func:`~tvau_lightning.modules.grid.upsample_scores`)."""
+    return frame_maps.flatten(2).amax(dim=2)
 

@@ -12,12 +12,14 @@ checked against this backbone, layers and DataModule at ``setup``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 
-from tvau_lightning.backbones.base import BackboneAdapter, BackboneConfig, load_backbone
+from tvau_lightning.backbones.registry import load_backbone
+from tvau_lightning.backbones.types import BackboneConfig
+from tvau_lightning.checkpoints import IDENTITY_KEY, backbone_identity
 from tvau_lightning.data.feature_cache import (
     FeatureCache,
     MissingFeaturesError,
@@ -26,17 +28,11 @@ from tvau_lightning.data.feature_cache import (
 )
 from tvau_lightning.data.types import ClipBatch
 from tvau_lightning.metrics import MacroAUROC, MicroAUROC, RegionTrackDetection
-from tvau_lightning.modules.ahd import (
-    AHDOutput,
-    AnomalyHeatmapDecoder,
-    downsample_masks,
-    downsample_valid,
-    frame_scores,
-    upsample_heatmap,
-)
+from tvau_lightning.modules.ahd import AHDOutput, frame_scores
+from tvau_lightning.modules.anomaly_model import AnomalyHeatmapModel
+from tvau_lightning.modules.grid import downsample_masks, downsample_valid, upsample_heatmap, upsample_scores
 from tvau_lightning.modules.prompts import PromptBank
 from tvau_lightning.tasks.base import FrozenBackboneTask
-from tvau_lightning.tasks.cache_features import cache_identity
 from tvau_lightning.tasks.schedules import warmup_cosine
 
 
@@ -48,13 +44,16 @@ class AHDTask(FrozenBackboneTask):
         prompts: the normal/abnormal template bank; ``None`` → the default bank.
         text_embedding_mode: ``input_embeddings`` (the LLM's embedding table, no LLM needed) or
             ``hidden_states`` (runs the LLM once at start-up; loads the full model for that).
-        hidden_dim: hidden width of the per-layer MLPs (``None`` → the LLM width).
+        hidden_dim: hidden width of the per-layer MLPs (``None`` → the vision width, which matches the paper's
+            Table 4 parameter count: four 1280 → 1280 → 3584 MLPs ≈ 24.9 M at 7B shapes).
         logit_scale: softmax temperature on cosine similarities (100 in the author's prototype).
         learnable_scale: learn the temperature.
         fusion: ``softmax``-normalised or ``linear`` layer weights.
         frame_head: add the optional frame-level CE head (off in the paper's final loss).
         frame_loss_weight: weight of that head's loss.
-        mask_downsample: how GT masks become grid targets: ``area`` (≥ 50 % of the cell), ``nearest``, ``max``.
+        mask_downsample: how GT masks become grid targets: ``max`` (default: a cell touched by any annotated
+            pixel, so no object — however small — vanishes from the targets), ``area`` (≥ 50 % of the cell;
+            drops objects smaller than half a cell), ``nearest`` (the cell centre).
         lr: peak learning rate of AdamW (warm-up cosine).
         min_lr: floor of the cosine schedule.
         weight_decay: AdamW weight decay.
@@ -73,14 +72,14 @@ class AHDTask(FrozenBackboneTask):
         self,
         backbone: BackboneConfig,
         prompts: PromptBank | None = None,
-        text_embedding_mode: str = "input_embeddings",
+        text_embedding_mode: Literal["input_embeddings", "hidden_states"] = "input_embeddings",
         hidden_dim: int | None = None,
         logit_scale: float = 100.0,
         learnable_scale: bool = False,
-        fusion: str = "softmax",
+        fusion: Literal["softmax", "linear"] = "softmax",
         frame_head: bool = False,
         frame_loss_weight: float = 0.0,
-        mask_downsample: str = "area",
+        mask_downsample: Literal["max", "area", "nearest"] = "max",
         lr: float = 1e-3,
         min_lr: float = 1e-8,
         weight_decay: float = 0.01,
@@ -88,7 +87,7 @@ class AHDTask(FrozenBackboneTask):
         macro_auc_padding: bool = True,
         log_heatmaps: int = 2,
         feature_cache: str | None = None,
-        feature_cache_missing: str = "error",
+        feature_cache_missing: Literal["error", "compute"] = "error",
     ) -> None:
         super().__init__()
         if frame_loss_weight > 0 and not frame_head:
@@ -98,30 +97,35 @@ class AHDTask(FrozenBackboneTask):
         self.save_hyperparameters()
         self.backbone_config = backbone
         self.prompts = prompts or PromptBank()
-        self.backbone: BackboneAdapter = load_backbone(
-            backbone, vision_only=text_embedding_mode == "input_embeddings"
-        ).freeze()
-        self.backbone.eval()
-        self.layers = self.backbone.layers
-        self.temporal_factor = self.backbone.temporal_patch_size
-        self.ahd = AnomalyHeatmapDecoder(
-            [self.backbone.vision_hidden_size] * len(self.layers),
-            self.backbone.text_hidden_size,
+        vision_only = text_embedding_mode == "input_embeddings"
+        model = AnomalyHeatmapModel.build(
+            load_backbone(backbone, vision_only=vision_only).freeze().eval(),
             hidden_dim=hidden_dim,
             logit_scale=logit_scale,
             learnable_scale=learnable_scale,
             fusion=fusion,
             frame_head=frame_head,
         )
-        self.ahd.set_prototypes(self.compute_prototypes())
-        if text_embedding_mode == "hidden_states":
+        self.adopt_heatmap_model(model)
+        model.ahd.set_prototypes(self.compute_prototypes())
+        if not vision_only:
             # the LLM was only needed for the prototypes: drop back to a vision-only backbone
-            self.backbone = load_backbone(backbone, vision_only=True).freeze()
-            self.backbone.eval()
+            vision = load_backbone(backbone, vision_only=True).freeze().eval()
+            self.adopt_heatmap_model(AnomalyHeatmapModel(vision, model.ahd, model.layers))
         self.val_metrics = self._make_metrics()
         self.test_metrics = self._make_metrics()
         self.feature_cache = feature_cache
         self._cache: FeatureCache | None = None
+
+    @property
+    def layers(self) -> list[int]:
+        """The vision layers the AHD reads."""
+        return self.heatmap_model.layers
+
+    @property
+    def temporal_factor(self) -> int:
+        """Frames per grid step."""
+        return self.heatmap_model.temporal_factor
 
     # ---- building blocks -------------------------------------------------------------------------
 
@@ -145,22 +149,18 @@ class AHDTask(FrozenBackboneTask):
     # ---- forward ---------------------------------------------------------------------------------
 
     def vision_features(self, frames: torch.Tensor) -> tuple[list[torch.Tensor], tuple[int, int, int]]:
-        """Frozen-tower features of the AHD layers for uint8 clips ``(B, T, H, W, 3)``."""
-        inputs = self.backbone.preprocess_video(frames).to(self.backbone.device, self.backbone.dtype)
-        with torch.no_grad():
-            out = self.backbone.encode_video(inputs, self.layers, visual_tokens=False)
-        return [out.layer_features[i] for i in self.layers], inputs.grid
+        """Frozen-tower features of the AHD layers for uint8 clips ``(B, T, H, W, 3)``, and their grid."""
+        inputs, vision = self.heatmap_model.encode(frames)
+        return self.heatmap_model.layer_features(vision), inputs.grid
 
     def forward(self, frames: torch.Tensor) -> AHDOutput:
-        """Heatmaps ``(B, T', H', W')`` (and class maps) for uint8 clips ``(B, T, H, W, 3)``."""
-        features, _ = self.vision_features(frames)
-        return self.ahd(features)
+        """Heatmaps ``(B, T', H', W')`` (and class maps, scores) for uint8 clips ``(B, T, H, W, 3)``."""
+        return self.heatmap_model(frames)
 
     def forward_batch(self, batch: ClipBatch) -> AHDOutput:
         """Heatmaps of a batch: from its cached grids (``batch.extras``, see ``feature_cache``) when present,
         else from the tower on ``batch.frames``."""
-        features = self.cached_features(batch)
-        return self(batch.frames) if features is None else self.ahd(features)
+        return self.heatmap_model(batch.frames, features=self.cached_features(batch))
 
     # ---- feature cache ---------------------------------------------------------------------------
 
@@ -170,12 +170,19 @@ class AHDTask(FrozenBackboneTask):
         what differs and how to rebuild."""
         if self.feature_cache is None:
             raise ValueError("feature_cache is not set")
-        self._cache = FeatureCache.open(Path(self.feature_cache), cache_identity(self.backbone, self.layers, datamodule))
+        self._cache = FeatureCache.open(Path(self.feature_cache), self.heatmap_model.feature_identity(datamodule))
         return self._cache
 
     def setup(self, stage: str) -> None:
-        if self.feature_cache is not None:
-            self.open_feature_cache(getattr(self.trainer, "datamodule", None) if self._trainer is not None else None)
+        if self.feature_cache is None:
+            return
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        cache = self.open_feature_cache(datamodule)
+        if datamodule is not None and hasattr(datamodule, "dataset"):
+            # a video replaced since the cache was filled makes the cache stale: refuse, naming it
+            splits = {"fit": ("train", "val"), "validate": ("val",)}.get(stage, ("test",))
+            for split in splits:
+                cache.sync_videos(datamodule.dataset(split), invalidate=False)
 
     def cached_features(self, batch: ClipBatch) -> list[torch.Tensor] | None:
         """The batch's grids ``(B, T', H', W', C)`` per AHD layer from ``batch.extras``, read from
@@ -206,6 +213,15 @@ class AHDTask(FrozenBackboneTask):
         """Heatmaps at frame resolution ``(B, T, H, W)`` (bilinear, each grid step over its frames)."""
         return upsample_heatmap(out.heatmap, num_frames=batch.num_frames, frame_size=batch.frame_size,
                                 temporal_factor=self.temporal_factor)
+
+    def frame_score_maps(self, out: AHDOutput, batch: ClipBatch) -> torch.Tensor:
+        """The unsaturated scores (:attr:`AHDOutput.scores`) at frame resolution ``(B, T, H, W)``."""
+        return upsample_scores(out.scores, num_frames=batch.num_frames, frame_size=batch.frame_size,
+                               temporal_factor=self.temporal_factor)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record the backbone this AHD was trained on (family, vision fingerprint, layers)."""
+        checkpoint[IDENTITY_KEY] = backbone_identity(self.backbone, self.layers)
 
     # ---- training --------------------------------------------------------------------------------
 
@@ -244,13 +260,14 @@ class AHDTask(FrozenBackboneTask):
         out = self.forward_batch(batch)
         self.log(f"{stage}/loss", self.loss(out, batch), batch_size=batch.batch_size, sync_dist=True)
         heat = self.frame_heatmaps(out, batch)
-        scores = frame_scores(heat)
+        score_maps = self.frame_score_maps(out, batch)  # frames and regions are ranked by the unsaturated logit gap
+        scores = frame_scores(score_maps)
         index = batch.frame_index.masked_fill(~batch.valid, -1)
         metrics["micro_auc"].update(scores, batch.frame_labels, batch.video_id, index)
         metrics["macro_auc"].update(scores, batch.frame_labels, batch.video_id, index)
         metrics["regions"].update(heat, batch.video_id, index, batch.original_size,
                                   gt_masks=None if batch.gt_boxes is not None else batch.masks,
-                                  gt_boxes=batch.gt_boxes)
+                                  gt_boxes=batch.gt_boxes, scores=score_maps)
         return out
 
     def _log_epoch_metrics(self, metrics: torch.nn.ModuleDict, stage: str) -> dict[str, float]:
@@ -299,7 +316,7 @@ class AHDTask(FrozenBackboneTask):
     def _log_heatmap_image(self, batch: ClipBatch, out: AHDOutput, batch_idx: int) -> None:
         from lightning.pytorch.loggers import TensorBoardLogger
 
-        from tvau_lightning.inference.visualize import draw_mask_contour, overlay_heatmap, tile_frames
+        from tvau_lightning.visualize import draw_mask_contour, overlay_heatmap, tile_frames
 
         logger = self.logger
         if not isinstance(logger, TensorBoardLogger) or self.global_rank != 0:

@@ -9,6 +9,7 @@ from lightning.pytorch import LightningModule
 from torch.nn.modules.module import _IncompatibleKeys
 
 from tvau_lightning.backbones.base import BackboneAdapter
+from tvau_lightning.modules.anomaly_model import AnomalyHeatmapModel
 
 
 class FrozenBackboneTask(LightningModule):
@@ -20,6 +21,17 @@ class FrozenBackboneTask(LightningModule):
     """
 
     backbone: BackboneAdapter
+
+    def adopt_heatmap_model(self, model: AnomalyHeatmapModel | None) -> None:
+        """Use ``model`` (the stage-1 :class:`AnomalyHeatmapModel`) for heatmaps: its backbone and AHD become this
+        task's ``backbone`` and ``ahd`` children, so checkpoint keys stay ``ahd.*`` / ``backbone.*``; the model
+        itself is held as :attr:`heatmap_model` without registering the same weights twice."""
+        if model is not None:
+            self.backbone = model.backbone
+            self.ahd = model.ahd
+        else:
+            self.ahd = None
+        object.__setattr__(self, "heatmap_model", model)
 
     def keeps_in_checkpoint(self, key: str) -> bool:
         """Whether the state-dict entry ``key`` is saved (default: everything outside the backbone)."""

@@ -11,73 +11,26 @@ three off is the zero-shot backbone.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from tvau_lightning.atomic import atomic_directory
-from tvau_lightning.backbones.base import (
-    BackboneAdapter,
-    BackboneConfig,
-    LoRASettings,
-    VideoInputs,
-    load_backbone,
-)
+from tvau_lightning.backbones.base import BackboneAdapter
+from tvau_lightning.backbones.lora import LoRASettings
+from tvau_lightning.backbones.registry import load_backbone
+from tvau_lightning.backbones.types import BackboneConfig, VideoInputs
+from tvau_lightning.checkpoints import IDENTITY_KEY, backbone_identity, read_checkpoint
 from tvau_lightning.data.dialogue import DialogueBatch
 from tvau_lightning.data.dialogue_schema import Turn
 from tvau_lightning.metrics import BLEU4, YesNoAccuracy
-from tvau_lightning.modules.ahd import AnomalyHeatmapDecoder
+from tvau_lightning.modules.anomaly_model import load_ahd
 from tvau_lightning.modules.rae import RegionAwareAnomalyEncoder
 from tvau_lightning.tasks.base import FrozenBackboneTask
 from tvau_lightning.tasks.schedules import warmup_cosine
 
 #: text fields scored with BLEU-4 at test time (the paper reports target and trajectory)
 BLEU_KINDS: tuple[str, ...] = ("target", "trajectory", "anchor")
-
-
-def ahd_layers_of_checkpoint(hparams: dict[str, Any], backbone: BackboneAdapter) -> list[int]:
-    """The vision layers a stage-1 checkpoint's AHD reads (its backbone config's, else the family default)."""
-    stage1 = hparams.get("backbone")
-    layers = stage1.get("layers") if isinstance(stage1, dict) else getattr(stage1, "layers", None)
-    return list(layers) if layers else backbone.default_layers
-
-
-def load_ahd_from_checkpoint(path: str | os.PathLike[str], backbone: BackboneAdapter) -> AnomalyHeatmapDecoder:
-    """Rebuild the stage-1 AHD (weights + prototypes) from an ``AHDTask`` checkpoint, for ``backbone``; the
-    returned module carries the vision layers it reads as ``ahd.layers``."""
-    ckpt = torch.load(str(path), map_location="cpu", weights_only=False)
-    hp = ckpt.get("hyper_parameters", {})
-    state = {k[len("ahd."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("ahd.")}
-    if not state:
-        raise ValueError(f"{path} holds no AHD weights (keys 'ahd.*'); is it a stage-1 AHDTask checkpoint?")
-    n_layers = sum(1 for k in state if k.endswith(".0.weight") and k.startswith("projections."))
-    vision_dim = state["projections.0.0.weight"].shape[1]
-    text_dim = state["prototypes"].shape[1]
-    if text_dim != backbone.text_hidden_size or vision_dim != backbone.vision_hidden_size:
-        raise ValueError(
-            f"{path} was trained for a backbone with vision width {vision_dim} and LLM width {text_dim}, but the "
-            f"configured backbone has {backbone.vision_hidden_size} and {backbone.text_hidden_size}; use the "
-            "stage-1 checkpoint of the same backbone"
-        )
-    ahd = AnomalyHeatmapDecoder(
-        [vision_dim] * n_layers,
-        text_dim,
-        hidden_dim=state["projections.0.0.weight"].shape[0],
-        logit_scale=float(hp.get("logit_scale", 100.0)),
-        learnable_scale=bool(hp.get("learnable_scale", False)),
-        fusion=str(hp.get("fusion", "softmax")),
-        frame_head="frame_head.weight" in state,
-    )
-    ahd.load_state_dict(state)
-    layers = ahd_layers_of_checkpoint(hp, backbone)
-    if len(layers) != n_layers:
-        raise ValueError(f"{path}: the AHD has {n_layers} layer projections but its backbone config names the "
-                         f"vision layers {layers}; the checkpoint is inconsistent")
-    ahd.layers = layers
-    return ahd
 
 
 class RAETask(FrozenBackboneTask):
@@ -100,6 +53,8 @@ class RAETask(FrozenBackboneTask):
         max_length: maximum sequence length (2048 in the paper).
         gradient_checkpointing: recompute LLM activations in backward to save memory.
         max_new_tokens: generation budget per answer at test time.
+        force_backbone: use ``ahd_checkpoint`` even when it records another backbone (family or vision
+            architecture) than ``backbone`` — a warning instead of the error.
     """
 
     def __init__(
@@ -119,6 +74,7 @@ class RAETask(FrozenBackboneTask):
         max_length: int = 2048,
         gradient_checkpointing: bool = False,
         max_new_tokens: int = 48,
+        force_backbone: bool = False,
     ) -> None:
         super().__init__()
         if use_ahd and ahd_checkpoint is None:
@@ -126,11 +82,10 @@ class RAETask(FrozenBackboneTask):
         self.save_hyperparameters()
         self.backbone: BackboneAdapter = load_backbone(backbone, vision_only=False).freeze()
         self.backbone.eval()
-        self.ahd: AnomalyHeatmapDecoder | None = None
-        if use_ahd:
-            self.ahd = load_ahd_from_checkpoint(ahd_checkpoint, self.backbone).requires_grad_(False).eval()
-        # the AHD reads the layers it was trained on, whatever this config's backbone.layers says
-        self.layers = self.backbone.layers if self.ahd is None else list(self.ahd.layers)
+        # the frozen stage-1 model on this (full) backbone; it reads the layers it was trained on, whatever this
+        # config's backbone.layers says
+        self.adopt_heatmap_model(load_ahd(ahd_checkpoint, backbone=self.backbone, force_backbone=force_backbone)
+                                 if use_ahd else None)
         self.rae = RegionAwareAnomalyEncoder(
             self.backbone.text_hidden_size,
             hidden_channels=rae_hidden_channels,
@@ -153,14 +108,23 @@ class RAETask(FrozenBackboneTask):
 
     # ---- weights ---------------------------------------------------------------------------------
 
+    @property
+    def layers(self) -> list[int]:
+        """The vision layers the frozen AHD reads (the backbone config's when there is no AHD)."""
+        return self.backbone.layers if self.heatmap_model is None else self.heatmap_model.layers
+
     def _load_rae_from(self, path: str) -> None:
         if self.rae is None:
             return
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = read_checkpoint(path)
         state = {k[len("rae."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("rae.")}
         if not state:
             raise ValueError(f"{path} holds no RAE weights (keys 'rae.*'); is it an RAETask checkpoint?")
         self.rae.load_state_dict(state)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record the backbone this RAE and LoRA were trained on (family, vision fingerprint, AHD layers)."""
+        checkpoint[IDENTITY_KEY] = backbone_identity(self.backbone, self.layers)
 
     def keeps_in_checkpoint(self, key: str) -> bool:
         """Only the trainable weights: RAE (with its markers) and LoRA."""
@@ -181,13 +145,15 @@ class RAETask(FrozenBackboneTask):
 
     def encode_clips(self, frames: torch.Tensor, fps: torch.Tensor) -> tuple[VideoInputs, torch.Tensor, torch.Tensor | None]:
         """One vision pass: ``(video inputs, visual tokens (B, N, D), prompt embeddings (B, K, D) or None)``."""
-        video = self.backbone.preprocess_video(frames, fps=fps).to(self.backbone.device, self.backbone.dtype)
-        with torch.no_grad():
-            vision = self.backbone.encode_video(video, self.layers if self.ahd is not None else [1],
-                                                visual_tokens=True)
-            class_maps = None
-            if self.ahd is not None:
-                class_maps = self.ahd([vision.layer_features[i] for i in self.layers]).class_maps
+        class_maps = None
+        if self.heatmap_model is not None:
+            video, vision = self.heatmap_model.encode(frames, fps=fps, visual_tokens=True)
+            with torch.no_grad():
+                class_maps = self.heatmap_model(features=self.heatmap_model.layer_features(vision)).class_maps
+        else:
+            video = self.backbone.preprocess_video(frames, fps=fps).to(self.backbone.device, self.backbone.dtype)
+            with torch.no_grad():
+                vision = self.backbone.encode_video(video, [1], visual_tokens=True)
         prompts = None
         if self.rae is not None:
             if class_maps is None:
@@ -298,55 +264,3 @@ class RAETask(FrozenBackboneTask):
                                                        "answer": ans} for ref, ans in pairs]}
             for record, pairs in zip(batch.records, self.converse(batch))
         ]
-
-
-# --------------------------------------------------------------------------------------------------
-# Merging LoRA into a self-contained model folder
-# --------------------------------------------------------------------------------------------------
-
-
-def merge_lora_checkpoint(checkpoint: str | os.PathLike[str], output_dir: str | os.PathLike[str]) -> Path:
-    """Load an ``RAETask`` checkpoint's backbone with its LoRA weights, merge them, and save a
-    self-contained Hugging Face folder (``load_backbone`` loads it). Written to a temporary folder first,
-    then renamed, so a failure never leaves a half-written model."""
-    ckpt = torch.load(str(checkpoint), map_location="cpu", weights_only=False)
-    hp = ckpt.get("hyper_parameters", {})
-    if "backbone" not in hp:
-        raise ValueError(f"{checkpoint} has no backbone hyper-parameters; is it an RAETask checkpoint?")
-    lora = hp.get("lora")
-    if lora is None:
-        raise ValueError(f"{checkpoint} was trained without LoRA (lora: null); there is nothing to merge")
-    backbone_cfg = hp["backbone"]
-    if not isinstance(backbone_cfg, BackboneConfig):
-        backbone_cfg = BackboneConfig(**dict(backbone_cfg))
-    if not isinstance(lora, LoRASettings):
-        lora = LoRASettings(**dict(lora))
-    adapter = load_backbone(backbone_cfg, vision_only=False)
-    adapter.apply_lora(lora)
-    prefix = "backbone."
-    lora_state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix) and "lora_" in k}
-    if not lora_state:
-        raise ValueError(f"{checkpoint} holds no LoRA weights")
-    missing = adapter.load_state_dict(lora_state, strict=False)
-    unexpected = [k for k in missing.unexpected_keys if "lora_" in k]
-    if unexpected:
-        raise ValueError(f"{checkpoint}: LoRA weights do not match the backbone (e.g. {unexpected[0]})")
-    adapter.merge_lora()
-    output_dir = Path(output_dir)
-    with atomic_directory(output_dir) as tmp:
-        adapter.save_pretrained(tmp)
-    return output_dir
-
-
-def merge_lora_main(argv: Sequence[str]) -> int:
-    """``tvau merge-lora --ckpt RAE.ckpt --out DIR``."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="tvau merge-lora",
-                                     description="Merge a stage-2 checkpoint's LoRA into a self-contained HF folder.")
-    parser.add_argument("--ckpt", required=True, help="RAETask checkpoint (.ckpt)")
-    parser.add_argument("--out", required=True, help="output model folder (replaced atomically if it exists)")
-    args = parser.parse_args(list(argv))
-    out = merge_lora_checkpoint(args.ckpt, args.out)
-    print(f"merged model written to {out}")
-    return 0

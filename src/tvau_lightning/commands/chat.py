@@ -1,9 +1,6 @@
 """``tvau chat``: a multi-turn anomaly dialogue about one video with a stage-2 (RAE) model, in the terminal or
-scripted through stdin.
-
-The dialogue sees ``num_frames`` frames sampled uniformly over the video (or ``--range START END``), resized to
-the frame size the RAE was trained with — exactly as the dialogue DataModule feeds training clips. Each question
-is answered with the whole history (earlier questions and the model's own answers) until ``/reset``.
+scripted through stdin (the dialogue state is :class:`~tvau_lightning.inference.session.ChatSession`; ``--range
+START END`` discusses part of the video).
 
 Lines starting with ``/`` are commands:
 
@@ -26,141 +23,16 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-import numpy as np
-import torch
-
-from tvau_lightning.builder.render import QUESTIONS
-from tvau_lightning.data.dialogue import sample_frame_indices
-from tvau_lightning.data.dialogue_schema import Turn
-from tvau_lightning.data.transforms import resize_frames
-from tvau_lightning.data.video import DecordVideo, FrameFolderVideo, VideoReadError, open_video
-
-#: the four questions of the paper's dialogue order (judgment → target appearance → trajectory → temporal
-#: anchors), as ``(answer kind, question)``; the texts are the dataset builder's (:data:`builder.render.QUESTIONS`)
-#: so that inference asks exactly what training taught.
-STANDARD_QUESTIONS: tuple[tuple[str, str], ...] = (
-    ("yesno", QUESTIONS["judgment"]),
-    ("target", QUESTIONS["abnormal_target"]),
-    ("trajectory", QUESTIONS["abnormal_motion"]),
-    ("anchor", QUESTIONS["when"]),
-)
+from tvau_lightning.commands.options import nonnegative_int, positive_float, positive_int
+from tvau_lightning.data.video import VideoReader, VideoReadError, open_video
+from tvau_lightning.inference.session import ChatSession, FrameRange
 
 HELP = """commands: /reset (forget the history), /heatmap [PATH.mp4|PATH.png] (save the heatmap overlay),
 /standard (reset and ask the four standard questions), /history, /help, /quit (or end of input)"""
-
-
-class FrameRange:
-    """Frames ``start … end`` (inclusive) of a video, seen as a video of their own (frame 0 = ``start``)."""
-
-    def __init__(self, source: DecordVideo | FrameFolderVideo, start: int, end: int) -> None:
-        if not 0 <= start <= end < source.num_frames:
-            raise ValueError(f"frame range [{start}, {end}] is not inside the {source.num_frames} frames of {source.path}")
-        self.source, self.start, self.end = source, int(start), int(end)
-        self.path = source.path
-
-    @property
-    def num_frames(self) -> int:
-        return self.end - self.start + 1
-
-    @property
-    def fps(self) -> float:
-        return self.source.fps
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self.source.size
-
-    def read(self, indices: Sequence[int] | np.ndarray | torch.Tensor) -> torch.Tensor:
-        array = np.asarray(indices.cpu() if isinstance(indices, torch.Tensor) else indices, dtype=np.int64)
-        if array.size and (array.min() < 0 or array.max() >= self.num_frames):
-            raise IndexError(f"frames {array.tolist()[:5]} outside the range's {self.num_frames} frames")
-        return self.source.read(array + self.start)
-
-
-@dataclass
-class DialogueClip:
-    """The frames a dialogue model sees.
-
-    Attributes:
-        frames: ``(T, H, W, 3)`` uint8 at the model's frame size.
-        fps: effective frames per second of the sampled frames (source fps / sampling step).
-        frame_index: ``(T,)`` the sampled frames' numbers in the source video.
-    """
-
-    frames: torch.Tensor
-    fps: float
-    frame_index: np.ndarray
-
-
-def dialogue_clip(source: DecordVideo | FrameFolderVideo | FrameRange, *, num_frames: int,
-                  frame_size: tuple[int, int], fps: float | None = None) -> DialogueClip:
-    """Sample ``num_frames`` frames uniformly over ``source`` (as ``data.dialogue.DialogueDataset`` does for a
-    record's frame range) and resize them to ``frame_size``."""
-    offset = source.start if isinstance(source, FrameRange) else 0
-    indices = sample_frame_indices(0, source.num_frames - 1, num_frames)
-    frames = resize_frames(source.read(indices), frame_size)
-    step = max(1.0, source.num_frames / num_frames)
-    return DialogueClip(frames, float(fps or source.fps) / step, indices + offset)
-
-
-class ChatSession:
-    """A multi-turn dialogue about one clip with an ``RAETask`` (``answer(frames, fps, histories)``).
-
-    Args:
-        rae: the stage-2 task (eval mode).
-        clip: the frames it sees.
-    """
-
-    def __init__(self, rae: Any, clip: DialogueClip) -> None:
-        self.rae = rae
-        self.clip = clip
-        self.history: list[Turn] = []
-
-    @classmethod
-    def from_video(cls, rae: Any, source: DecordVideo | FrameFolderVideo | FrameRange, *, num_frames: int,
-                   frame_size: tuple[int, int], fps: float | None = None) -> ChatSession:
-        return cls(rae, dialogue_clip(source, num_frames=num_frames, frame_size=frame_size, fps=fps))
-
-    def ask(self, question: str, kind: str = "other") -> str:
-        """Answer ``question`` given the history, then add both to the history. ``kind`` labels the answer."""
-        question = question.strip()
-        if not question:
-            raise ValueError("empty question")
-        device = self.rae.device
-        frames = self.clip.frames[None].to(device)
-        fps = torch.tensor([self.clip.fps], dtype=torch.float32, device=device)
-        answer = self.rae.answer(frames, fps, [[*self.history, Turn("user", question)]])[0].strip()
-        self.history += [Turn("user", question), Turn("assistant", answer, kind)]
-        return answer
-
-    def reset(self) -> None:
-        """Forget the history."""
-        self.history = []
-
-    def transcript(self) -> list[dict[str, str]]:
-        """The dialogue so far as ``[{"role", "content"[, "kind"]}, …]``."""
-        return [turn.to_json() for turn in self.history]
-
-    def standard_answers(self, on_answer: Callable[[], None] | None = None) -> dict[str, Any]:
-        """Ask :data:`STANDARD_QUESTIONS` in order as one fresh dialogue (the history is reset first and holds
-        this dialogue afterwards); returns the ``answers.json`` document."""
-        self.reset()
-        answers = []
-        for kind, question in STANDARD_QUESTIONS:
-            answers.append({"kind": kind, "question": question, "answer": self.ask(question, kind)})
-            if on_answer is not None:
-                on_answer()
-        return {"frames_used": self.clip.frame_index.tolist(), "fps": self.clip.fps, "answers": answers}
-
-
-# --------------------------------------------------------------------------------------------------
-# The command
-# --------------------------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -173,26 +45,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rae-ckpt", required=True, help="stage-2 RAE checkpoint (.ckpt)")
     parser.add_argument("--ckpt", help="stage-1 AHD checkpoint (default: the one the RAE checkpoint names)")
     parser.add_argument("--backbone", help="backbone folder, overriding the path stored in the checkpoint")
-    parser.add_argument("--range", type=int, nargs=2, metavar=("START", "END"),
+    parser.add_argument("--range", type=nonnegative_int, nargs=2, metavar=("START", "END"),
                         help="discuss only frames START..END (inclusive, 0-based); default the whole video")
-    parser.add_argument("--num-frames", type=int, help="frames the model sees (default: the RAE's training setting)")
-    parser.add_argument("--frame-size", type=int, nargs=2, metavar=("H", "W"),
+    parser.add_argument("--num-frames", type=positive_int, help="frames the model sees (default: the RAE's training setting)")
+    parser.add_argument("--frame-size", type=positive_int, nargs=2, metavar=("H", "W"),
                         help="AHD frame size, if the stage-1 checkpoint does not record it")
-    parser.add_argument("--clip-len", type=int, help="AHD clip length, if the stage-1 checkpoint does not record it")
-    parser.add_argument("--fps", type=float, help="frame rate of a frame folder (default 24)")
-    parser.add_argument("--max-new-tokens", type=int, help="longest answer in tokens (default: the checkpoint's)")
+    parser.add_argument("--clip-len", type=positive_int, help="AHD clip length, if the stage-1 checkpoint does not record it")
+    parser.add_argument("--fps", type=positive_float, help="frame rate of a frame folder (default 24)")
+    parser.add_argument("--video-backend", default="auto", choices=("auto", "decord", "pyav", "torchcodec"),
+                        help="decoder of video files (default auto: decord if installed, else PyAV)")
+    parser.add_argument("--max-new-tokens", type=positive_int, help="longest answer in tokens (default: the checkpoint's)")
     parser.add_argument("--out", default=".", help="folder for /heatmap files without a path (default: here)")
     parser.add_argument("--transcript", help="write the dialogue to this JSON file at the end")
     parser.add_argument("--jsonl", action="store_true", help="print one JSON object per question or command")
     parser.add_argument("--device", default="auto", help="auto (GPU if available), cpu, cuda, cuda:N")
     parser.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16")
+    parser.add_argument("--force-backbone", action="store_true",
+                        help="run a checkpoint on a backbone other than the one it records (family or vision "
+                             "architecture differ); its heatmaps are then likely meaningless")
     return parser
 
 
 class ChatApp:
     """The read–answer loop of ``tvau chat`` (separate from argument parsing so tests can drive it)."""
 
-    def __init__(self, session: ChatSession, source: DecordVideo | FrameFolderVideo | FrameRange, models: Any, *,
+    def __init__(self, session: ChatSession, source: VideoReader, models: Any, *,
                  out_dir: Path, jsonl: bool = False, stdout: TextIO | None = None, stderr: TextIO | None = None) -> None:
         self.session, self.source, self.models = session, source, models
         self.out_dir, self.jsonl = out_dir, jsonl
@@ -215,7 +92,7 @@ class ChatApp:
         """``/heatmap``: the overlay video (``.mp4``) or a tile image of the model's frames (``.png``)."""
         from tvau_lightning.atomic import atomic_path
         from tvau_lightning.inference.analyze import write_overlay_video
-        from tvau_lightning.inference.visualize import overlay_heatmap, tile_frames
+        from tvau_lightning.visualize import overlay_heatmap, tile_frames
 
         path = Path(target) if target else self.out_dir / f"{Path(self.source.path).stem}_overlay.mp4"
         if path.suffix.lower() not in (".mp4", ".png"):
@@ -235,7 +112,7 @@ class ChatApp:
 
     def handle(self, line: str) -> bool:
         """Process one input line; returns False when the session should end."""
-        from tvau_lightning.backbones.base import ContextOverflowError
+        from tvau_lightning.backbones.types import ContextOverflowError
 
         line = line.strip()
         if not line:
@@ -303,21 +180,22 @@ class ChatApp:
 def chat_main(argv: Sequence[str]) -> int:
     """Entry point of ``tvau chat``."""
     from tvau_lightning.atomic import write_text_atomic
-    from tvau_lightning.backbones.base import BackboneError
-    from tvau_lightning.inference.analyze import load_models
-    from tvau_lightning.inference.models import CheckpointError
+    from tvau_lightning.backbones.types import BackboneError
+    from tvau_lightning.checkpoints import CheckpointError
+    from tvau_lightning.inference.models import load_models
 
     args = build_parser().parse_args(list(argv))
     try:
-        source = open_video(args.video, fps=args.fps)
+        source = open_video(args.video, args.video_backend, fps=args.fps)
         if source.num_frames < 1:
             raise VideoReadError(f"{args.video} has no frames")
         _ = source.size  # decode frame 0: fail now on a broken file
-        view: DecordVideo | FrameFolderVideo | FrameRange = source
+        view: VideoReader = source
         if args.range:
             view = FrameRange(source, *args.range)
         models = load_models(ckpt=args.ckpt, rae_ckpt=args.rae_ckpt, backbone=args.backbone,
-                             frame_size=args.frame_size, clip_len=args.clip_len, device=args.device, dtype=args.dtype)
+                             frame_size=args.frame_size, clip_len=args.clip_len, device=args.device, dtype=args.dtype,
+                             force_backbone=args.force_backbone)
         if args.max_new_tokens:
             models.rae.hparams.max_new_tokens = int(args.max_new_tokens)
         num_frames = args.num_frames or models.rae_num_frames

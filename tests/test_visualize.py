@@ -1,9 +1,8 @@
 """Visualisation helpers: colormap ends, overlay blending, boxes, contours, tiling."""
 
-import pytest
 import torch
 
-from tvau_lightning.inference.visualize import (
+from tvau_lightning.visualize import (
     colorize_heatmap,
     draw_boxes,
     draw_mask_contour,
@@ -50,7 +49,7 @@ def test_boxes_contours_tiles():
 
 
 def test_score_strip_columns_threshold_and_labels():
-    from tvau_lightning.inference.visualize import (
+    from tvau_lightning.visualize import (
         STRIP_ABNORMAL,
         STRIP_BACKGROUND,
         STRIP_LABEL,
@@ -76,7 +75,7 @@ def test_score_strip_columns_threshold_and_labels():
 
 
 def test_strip_cursor_text_even_size_and_decoration():
-    from tvau_lightning.inference.visualize import (
+    from tvau_lightning.visualize import (
         decorate_frame,
         draw_text,
         even_size,
@@ -102,19 +101,3 @@ def test_strip_cursor_text_even_size_and_decoration():
     assert out.shape == (14, 12, 3) and (out[9:13] == 7).all() and out[13].sum() == 0
     assert tuple(out[1, 1].tolist()) == track_color(0) and tuple(out[2, 6].tolist()) == track_color(1)
 
-
-def test_curve_plot_draws_each_series_where_it_belongs():
-    from tvau_lightning.inference.visualize import TRACK_COLORS, curve_plot
-
-    image = curve_plot({"flat": ([0.0, 1.0], [0.5, 0.5]), "rise": ([0.0, 1.0], [0.0, 1.0])}, width=200, height=140)
-    assert image.shape == (140, 200, 3) and image.dtype == torch.uint8
-    first = (image == torch.tensor(TRACK_COLORS[0], dtype=torch.uint8)).all(-1)
-    rows = first[:, 60:180].nonzero()[:, 0]  # right of the legend: the flat line only
-    assert rows.numel() > 0 and rows.max() - rows.min() <= 1  # one horizontal line (2 px thick)
-    top, plot_h = 6, 140 - 6 - 28
-    assert abs(float(rows.float().mean()) - (top + plot_h - 1 - 0.5 * (plot_h - 2))) <= 1.5
-    second = (image == torch.tensor(TRACK_COLORS[1], dtype=torch.uint8)).all(-1)
-    ys = [second[:, x].nonzero()[:, 0].float().mean() for x in (80, 150)]
-    assert ys[1] < ys[0]  # rising to the right (image rows grow downwards)
-    with pytest.raises(ValueError, match="x values"):
-        curve_plot({"bad": ([0, 1], [0])})

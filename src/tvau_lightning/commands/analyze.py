@@ -1,0 +1,126 @@
+"""``tvau analyze VIDEO --ckpt AHD.ckpt --out DIR``: the command around :mod:`tvau_lightning.inference.analyze`
+(what it computes and the files it writes are documented there). Labels come from ``--labels`` or are found
+beside the video (:func:`tvau_lightning.data.labels.find_frame_labels`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from tvau_lightning.atomic import atomic_directory, check_output_dir, write_text_atomic
+from tvau_lightning.checkpoints import CheckpointError
+from tvau_lightning.commands.options import positive_float, positive_int, unit_interval
+from tvau_lightning.commands.progress import progress_bar
+from tvau_lightning.data.labels import find_frame_labels, read_frame_labels
+from tvau_lightning.data.video import VideoReadError, open_video
+from tvau_lightning.inference.analyze import analyze_video, write_analysis
+from tvau_lightning.inference.models import load_models
+from tvau_lightning.inference.session import ChatSession
+from tvau_lightning.report import write_analyze_report
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tvau analyze",
+        description="Analyze one video: heatmap overlay video, per-frame scores, regions and tracks, and (with a "
+                    "stage-2 checkpoint) answers to the standard questions.",
+    )
+    parser.add_argument("video", help="a video file (anything decord reads) or a folder of numbered frame images")
+    parser.add_argument("--out", required=True, help="output folder (created; replaced only with --overwrite)")
+    parser.add_argument("--ckpt", help="stage-1 AHD checkpoint (.ckpt); optional when --rae-ckpt names its own")
+    parser.add_argument("--rae-ckpt", help="stage-2 RAE checkpoint: also write answers.json")
+    parser.add_argument("--backbone", help="backbone folder, overriding the path stored in the checkpoint")
+    parser.add_argument("--frame-size", type=positive_int, nargs=2, metavar=("H", "W"),
+                        help="model frame size (default: the one the checkpoint was trained with)")
+    parser.add_argument("--clip-len", type=positive_int, help="frames per clip (default: the checkpoint's)")
+    parser.add_argument("--batch-size", type=positive_int, default=1, help="clips per forward pass (default 1)")
+    parser.add_argument("--fps", type=positive_float, help="frame rate of a frame folder (default 24), or to override a file's")
+    parser.add_argument("--video-backend", default="auto", choices=("auto", "decord", "pyav", "torchcodec"),
+                        help="decoder of video files (default auto: decord if installed, else PyAV)")
+    parser.add_argument("--labels", help="ground-truth frame labels (.npy, UBnormal *_tracks.txt, or 0/1 text)")
+    parser.add_argument("--threshold", type=float, default=0.5, help="heatmap threshold of regions (default 0.5)")
+    parser.add_argument("--link-iou", type=unit_interval, default=0.1, help="box IoU linking regions into tracks (0.1)")
+    parser.add_argument("--alpha", type=unit_interval, default=0.4, help="heatmap opacity in the overlay (default 0.4)")
+    parser.add_argument("--overlay-min", type=unit_interval, default=0.0,
+                        help="draw the heatmap only where it is at least this (e.g. 0.5); default 0 = everywhere")
+    parser.add_argument("--device", default="auto", help="auto (GPU if available), cpu, cuda, cuda:N")
+    parser.add_argument("--dtype", default="auto", help="backbone dtype: auto (bf16 on GPU, fp32 on CPU), float32, "
+                                                      "bfloat16, float16")
+    parser.add_argument("--force-backbone", action="store_true",
+                        help="run a checkpoint on a backbone other than the one it records (family or vision "
+                             "architecture differ); its heatmaps are then likely meaningless")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def run_analyze(args: argparse.Namespace) -> Path:
+    """``tvau analyze`` with parsed arguments; returns the output folder."""
+    start_time = time.perf_counter()
+    out = Path(args.out)
+    inputs = [p for p in (args.video, args.ckpt, args.rae_ckpt, args.labels, args.backbone) if p]
+    check_output_dir(out, inputs, args.overwrite)  # refused before any work is done
+    if not 0.0 <= args.threshold < 1.0:
+        raise ValueError(f"--threshold must be in [0, 1), got {args.threshold}")
+    source = open_video(args.video, args.video_backend, fps=args.fps)
+    if source.num_frames < 1:
+        raise VideoReadError(f"{args.video} has no frames")
+    _ = source.size  # decodes frame 0: an undecodable file fails here, before any model is loaded
+    fps = float(args.fps) if args.fps else float(source.fps)
+    if not math.isfinite(fps) or fps <= 0:
+        raise VideoReadError(f"{args.video} reports no usable frame rate ({source.fps}); pass --fps")
+    if args.labels:
+        labels, labels_from = read_frame_labels(args.labels, source.num_frames), Path(args.labels)
+    else:
+        found = find_frame_labels(args.video, source.num_frames)
+        labels, labels_from = (None, None) if found is None else found
+    models = load_models(ckpt=args.ckpt, rae_ckpt=args.rae_ckpt, backbone=args.backbone, frame_size=args.frame_size,
+                         clip_len=args.clip_len, device=args.device, dtype=args.dtype,
+                             force_backbone=args.force_backbone)
+    answers = None
+    with progress_bar(not args.quiet) as add_task:
+        analysis = analyze_video(models.heatmaps, source, frame_size=models.frame_size, clip_len=models.clip_len,
+                                 batch_size=args.batch_size, threshold=args.threshold, link_iou=args.link_iou,
+                                 labels=labels, on_frames=add_task("heatmaps", source.num_frames))
+        analysis.fps = fps
+        if models.rae is not None:
+            session = ChatSession.from_video(models.rae, source, num_frames=models.rae_num_frames,
+                                             frame_size=models.rae_frame_size, fps=fps)
+            advance = add_task("answers", 4)
+            answers = {"video": str(args.video), **session.standard_answers(on_answer=lambda: advance(1))}
+        analysis.info = {**models.info, "labels_from": None if labels_from is None else str(labels_from)}
+        with atomic_directory(out, inputs=inputs, overwrite=args.overwrite) as staging:
+            write_analysis(analysis, source, staging, answers=answers, alpha=args.alpha, min_value=args.overlay_min,
+                           on_frames=add_task("overlay.mp4", source.num_frames))
+            summary = json.loads((staging / "summary.json").read_text())
+            summary["seconds"] = round(time.perf_counter() - start_time, 2)
+            write_text_atomic(staging / "summary.json", json.dumps(summary, indent=2) + "\n")
+            write_analyze_report(staging, analysis=analysis, source=source, answers=answers, summary=summary,
+                                 on_frames=add_task("report.html", source.num_frames))
+    return out
+
+
+def analyze_main(argv: Sequence[str]) -> int:
+    """Entry point of ``tvau analyze``: returns 0 on success, 1 with a one-line error on stderr otherwise."""
+    from tvau_lightning.backbones.types import BackboneError
+
+    args = build_parser().parse_args(list(argv))
+    try:
+        out = run_analyze(args)
+    except (VideoReadError, FileNotFoundError, FileExistsError, CheckpointError, BackboneError, ValueError,
+            IndexError) as error:
+        print(f"tvau analyze: error: {error}", file=sys.stderr)
+        return 1
+    summary = json.loads((out / "summary.json").read_text())
+    print(f"analyzed {summary['num_frames']} frames of {args.video}: max score {summary['max_score']:.3f}, "
+          f"{summary['frames_above_threshold']} frames above {args.threshold}, {summary['num_tracks']} region tracks"
+          + (f", frame AUC {summary['frame_auc']:.3f}" if "frame_auc" in summary else ""))
+    print(f"wrote {', '.join(sorted(p.name for p in out.iterdir() if not p.name.startswith('.')))} to {out}")
+    print(f"report: {out / 'report.html'}  (open it in a browser, e.g. xdg-open {out / 'report.html'})")
+    return 0
