@@ -41,3 +41,15 @@ def test_atomic_directory_replaces_atomically_or_not_at_all(tmp_path):
         (stage / "y.txt").write_text("two")
     assert sorted(p.name for p in out.iterdir()) == [OUTPUT_MARKER, "y.txt"]
     assert sorted(p.name for p in out.parent.iterdir()) == ["b"]
+
+
+def test_file_name_for_never_leaves_the_folder(tmp_path):
+    from tvau_lightning.atomic import file_name_for
+
+    names = ["../../etc/passwd", "..", ".", ".hidden", "a/b", "a\\b", "Scene1/video 01", "ok-name_1.2"]
+    encoded = [file_name_for(n) for n in names]
+    assert len(set(encoded)) == len(names)  # distinct ids stay distinct
+    for name in encoded:
+        assert "/" not in name and "\\" not in name and not name.startswith(".")
+        assert (tmp_path / name).resolve().parent == tmp_path.resolve()
+    assert file_name_for("ok-name_1.2") == "ok-name_1.2"

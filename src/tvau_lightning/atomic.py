@@ -28,6 +28,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 __all__ = [
     "OUTPUT_MARKER",
@@ -328,3 +329,13 @@ def _swap_in(tmp: Path, out: Path) -> None:
         raise
     if backup is not None:
         shutil.rmtree(backup, ignore_errors=True)
+
+
+def file_name_for(identifier: str) -> str:
+    """A single, safe path component for an identifier read from data (a video id, a record name): every
+    character outside letters, digits and ``-_.`` is %-encoded (so no ``/`` or ``\\`` survives) and a leading
+    dot is encoded too (so ``.``, ``..`` and hidden names cannot occur). Distinct identifiers stay distinct."""
+    name = quote(str(identifier), safe="-_.")
+    if not name:
+        raise ValueError("an empty identifier cannot name a file")
+    return "%2E" + name[1:] if name.startswith(".") else name

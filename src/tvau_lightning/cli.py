@@ -51,7 +51,7 @@ def _overview() -> str:
 
 def _register_builtin_tools() -> None:
     """The people's commands shipped with the library (one line each, module:function)."""
-    register_tool("synth-data", "tvau_lightning.data.synthetic:synth_data_main", "write a small synthetic UBnormal/ShanghaiTech dataset in its native layout")
+    register_tool("synth-data", "tvau_lightning.commands.synth_data:synth_data_main", "write a small synthetic UBnormal/ShanghaiTech/UCF-Crime/XD-Violence dataset in its native layout")
     register_tool("make-tiny-backbone", "tvau_lightning.backbones.tiny:make_tiny_backbone_main", "write a tiny random backbone (model + tokenizer, built offline) for demos and tests")
     register_tool("merge-lora", "tvau_lightning.commands.merge_lora:merge_lora_main",
                   "merge a stage-2 checkpoint's LoRA into a self-contained Hugging Face model folder")

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from tvau_lightning.data.synthetic import synth_data_main
+from tvau_lightning.commands.synth_data import synth_data_main
 from tvau_lightning.data.synthetic_weak import (
     CATEGORY_LOOKS,
     MANIFEST_NAME,
@@ -64,3 +64,10 @@ def test_bad_arguments_are_reported(tmp_path):
         write_synthetic_ucf_crime(tmp_path, categories=("Riot",))
     with pytest.raises(SystemExit):
         synth_data_main(["--dataset", "ucf_crime", "--out", str(tmp_path / "x"), "--frames", "8"])
+
+
+def test_pixel_labelled_datasets_still_route_to_their_writer(tmp_path, capsys):
+    assert synth_data_main(["--dataset", "shanghaitech", "--out", str(tmp_path / "st"), "--videos", "1",
+                            "--abnormal", "1", "--train-videos", "1", "--frames", "12", "--height", "32",
+                            "--width", "64"]) == 0
+    assert "wrote synthetic shanghaitech" in capsys.readouterr().out

@@ -138,3 +138,44 @@ def test_learns_heatmaps_and_categories_from_video_labels_only(tmp_path, tiny_qw
                         heat.append(maps[b, t].numpy().ravel())
                         truth.append(masks[frame].ravel())
     assert roc_auc_score(np.concatenate(truth), np.concatenate(heat)) > 0.8  # pixel AUC on anomalous frames
+
+
+def test_task_prototypes_and_description_file(tmp_path, tiny_qwen_dir):
+    import json
+
+    from tvau_lightning.backbones.types import BackboneConfig
+    from tvau_lightning.tasks.weak_ahd import WeakAHDTask
+
+    config = BackboneConfig(path=str(tiny_qwen_dir), dtype="float32")
+    plain = WeakAHDTask(config, categories=["Normal", "Abuse", "Arson"])
+    assert plain.ahd.prototypes.shape[0] == 3 and bool(plain.ahd.has_prototypes)
+    path = tmp_path / "descriptions.json"
+    path.write_text(json.dumps({"Arson": ["a man sets a car on fire", "flames spread through a building"]}))
+    augmented = WeakAHDTask(config, categories=["Normal", "Abuse", "Arson"], descriptions_file=str(path),
+                            description_top_k=1)
+    torch.testing.assert_close(augmented.ahd.prototypes[:2], plain.ahd.prototypes[:2])
+    assert not torch.allclose(augmented.ahd.prototypes[2], plain.ahd.prototypes[2])
+    path.write_text(json.dumps({"Kidnapping": ["…"]}))
+    with pytest.raises(ValueError, match="unknown categories \\['Kidnapping'\\]"):
+        WeakAHDTask(config, categories=["Normal", "Abuse", "Arson"], descriptions_file=str(path))
+    with pytest.raises(ValueError, match="k_ratio"):
+        WeakAHDTask(config, categories=["Normal", "Abuse"], k_ratio=0.0)
+
+
+def test_task_rejects_categories_that_do_not_match_the_datamodule(tmp_path, tiny_qwen_dir):
+    from lightning.pytorch import Trainer
+
+    from tvau_lightning.backbones.types import BackboneConfig
+    from tvau_lightning.data.synthetic_weak import write_synthetic_ucf_crime
+    from tvau_lightning.data.ucf_crime import UCFCrimeDataModule
+    from tvau_lightning.tasks.weak_ahd import WeakAHDTask
+
+    data = write_synthetic_ucf_crime(tmp_path / "ucf", categories=("Abuse",), train_per_category=1,
+                                     test_per_category=1, normal_train=1, normal_test=1, num_frames=16, height=32,
+                                     width=64)
+    dm = UCFCrimeDataModule(str(data.root), split_dir=str(data.split_dir), clip_len=8, frame_size=(32, 64))
+    task = WeakAHDTask(BackboneConfig(path=str(tiny_qwen_dir), dtype="float32"), categories=["Normal", "Abuse"])
+    trainer = Trainer(accelerator="cpu", fast_dev_run=1, logger=False, enable_progress_bar=False,
+                      enable_model_summary=False)
+    with pytest.raises(ValueError, match="the task has 2 categories .* but the DataModule's labels have 14 columns"):
+        trainer.fit(task, dm)

@@ -37,11 +37,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import torch
 
-from tvau_lightning.atomic import OUTPUT_MARKER, atomic_path, write_text_atomic
+from tvau_lightning.atomic import OUTPUT_MARKER, atomic_path, file_name_for, write_text_atomic
 from tvau_lightning.data.types import ClipBatch
 
 __all__ = [
@@ -331,7 +330,7 @@ class FeatureCache:
         real = [f for f in frames if f >= 0]
         digest = hashlib.sha1(",".join(map(str, frames)).encode()).hexdigest()[:12]
         first, last = (real[0], real[-1]) if real else (-1, -1)
-        return self.root / "features" / quote(video_id, safe="") / f"{first:06d}-{last:06d}-{digest}.safetensors"
+        return self.root / "features" / file_name_for(video_id) / f"{first:06d}-{last:06d}-{digest}.safetensors"
 
     def contains(self, video_id: str, frame_index: Sequence[int] | torch.Tensor) -> bool:
         return self.path_for(video_id, frame_index).is_file()
@@ -341,7 +340,7 @@ class FeatureCache:
         return sum(1 for _ in (self.root / "features").glob("*/*.safetensors"))
 
     def _video_dir(self, video_id: str) -> Path:
-        return self.root / "features" / quote(video_id, safe="")
+        return self.root / "features" / file_name_for(video_id)
 
     def sync_videos(self, videos: Mapping[str, str | os.PathLike[str]] | Any, *, invalidate: bool = True,
                     note: Callable[[str], None] | None = None) -> list[str]:

@@ -589,7 +589,7 @@ def synth_data_main(argv: Sequence[str] | None = None) -> int:
         description="Write a small synthetic dataset in UBnormal's or ShanghaiTech's native on-disk layout "
         "(seeded; red/orange erratic anomalies with exact masks, labels and tracks).",
     )
-    parser.add_argument("--dataset", choices=("ubnormal", "shanghaitech", "ucf_crime", "xd_violence"), required=True)
+    parser.add_argument("--dataset", choices=("ubnormal", "shanghaitech"), required=True)
     parser.add_argument("--out", required=True, help="output folder (created)")
     parser.add_argument("--videos", type=int, default=None,
                         help="UBnormal: videos per split (default 3); ShanghaiTech: testing videos (default 5)")
@@ -603,12 +603,7 @@ def synth_data_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(list(argv) if argv is not None else None)
     try:
-        if args.dataset in ("ucf_crime", "xd_violence"):  # weakly labelled layouts: data/synthetic_weak.py
-            from tvau_lightning.data.synthetic_weak import write_synthetic_weak
-
-            data = write_synthetic_weak(args.dataset, args.out, num_frames=args.frames, height=args.height,
-                                        width=args.width, seed=args.seed, train_per_category=args.videos)
-        elif args.dataset == "ubnormal":
+        if args.dataset == "ubnormal":
             videos = 3 if args.videos is None else args.videos
             data = write_synthetic_ubnormal(
                 args.out, videos_per_split=videos, abnormal_per_split=min(videos, 2) if args.abnormal is None else args.abnormal,

@@ -22,7 +22,8 @@ XD-Violence (``write_synthetic_xd_violence``)::
     <out>/train/<name>_label_<codes>.mp4, <out>/test/<name>_label_<codes>.mp4
     <out>/annotations.txt                                                      (0-based, end exclusive)
 
-Command line: ``tvau synth-data --dataset ucf_crime|xd_violence --out DIR [--frames T --seed S]``.
+Command line: ``tvau synth-data --dataset ucf_crime|xd_violence --out DIR [--videos N --frames T --seed S]``
+(:mod:`tvau_lightning.commands.synth_data`).
 """
 
 from __future__ import annotations

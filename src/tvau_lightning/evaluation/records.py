@@ -92,7 +92,7 @@ def records_from_metrics(
     keep = _first(np.concatenate([sv, dv, gv]), np.concatenate([sf, df, gf]), np.concatenate([so, do, go]))
     keep_s, keep_d, keep_g = keep[:len(sv)], keep[len(sv):len(sv) + len(dv)], keep[len(sv) + len(dv):]
     # the metric's own track assembly (given ids per video, mask components linked per video)
-    gt_hash, gt_track, gt_rows = regions._gt_tracks(gv[keep_g], gf[keep_g], regions.rows("gt_box")[keep_g],
+    gt_hash, gt_track, gt_rows = regions.link_gt_tracks(gv[keep_g], gf[keep_g], regions.rows("gt_box")[keep_g],
                                                     regions.rows("gt_track")[keep_g])
 
     hashes = np.unique(np.concatenate([fv, sv, dv, gv]))

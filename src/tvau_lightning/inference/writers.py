@@ -1,7 +1,7 @@
 """Writing ``tvau predict`` outputs: per-video heatmaps and per-frame scores.
 
 ``HeatmapWriter`` is a Lightning prediction-writer callback (add it under ``trainer.callbacks``). For each
-video it writes ``{video_id}.npz`` with ``frame_index (N,)``, ``frame_scores (N,)`` and ``heatmap (N, H', W')``
+video it writes ``{video_id}.npz`` (the id made a safe file name by :func:`~tvau_lightning.atomic.file_name_for`) with ``frame_index (N,)``, ``frame_scores (N,)`` and ``heatmap (N, H', W')``
 float16 — the grid heatmap of each frame (a grid step repeated for the frames it covers) — and one
 ``frame_scores.csv`` over all videos. Files are written atomically. The output folder is the tool's own
 (:func:`~tvau_lightning.atomic.claim_output_dir`, checked when prediction starts): a non-empty folder it did not
@@ -21,7 +21,13 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from tvau_lightning.atomic import atomic_path, claim_output_dir, signals_raise, write_text_atomic
+from tvau_lightning.atomic import (
+    atomic_path,
+    claim_output_dir,
+    file_name_for,
+    signals_raise,
+    write_text_atomic,
+)
 from tvau_lightning.modules.grid import steps_to_frames
 
 
@@ -69,7 +75,7 @@ class HeatmapWriter(BasePredictionWriter):
             index, first = np.unique(index[order], return_index=True)
             scores = np.concatenate([p[1] for p in parts])[order][first]
             heat = np.concatenate([p[2] for p in parts])[order][first]
-            with atomic_path(self.output_dir / f"{video_id}.npz") as tmp:
+            with atomic_path(self.output_dir / f"{file_name_for(video_id)}.npz") as tmp:
                 np.savez_compressed(tmp, frame_index=index, frame_scores=scores.astype(np.float32),
                                     heatmap=heat.astype(np.float16))
             rows.extend((video_id, int(i), float(s)) for i, s in zip(index, scores))

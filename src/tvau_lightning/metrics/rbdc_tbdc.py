@@ -137,7 +137,7 @@ class RegionTrackDetection(RowStateMetric):
         n_seen, n_det = len(seen_v), len(det_v)
         keep_seen, keep_det, keep_gt = keep[:n_seen], keep[n_seen:n_seen + n_det], keep[n_seen + n_det:]
         _, num_frames = unique_row_ids(np.stack([seen_v[keep_seen], seen_f[keep_seen]], axis=1))
-        gt_video, gt_track, gt_rows = self._gt_tracks(gt_v[keep_gt], gt_f[keep_gt], self.rows("gt_box")[keep_gt],
+        gt_video, gt_track, gt_rows = self.link_gt_tracks(gt_v[keep_gt], gt_f[keep_gt], self.rows("gt_box")[keep_gt],
                                                       self.rows("gt_track")[keep_gt])
         nan = {"rbdc": torch.tensor(float("nan")), "tbdc": torch.tensor(float("nan"))}
         if num_frames == 0 or len(gt_rows) == 0:
@@ -152,7 +152,7 @@ class RegionTrackDetection(RowStateMetric):
         return {"rbdc": torch.tensor(curves.rbdc, dtype=torch.float32),
                 "tbdc": torch.tensor(curves.tbdc, dtype=torch.float32)}
 
-    def _gt_tracks(
+    def link_gt_tracks(
         self, video: np.ndarray, frame: np.ndarray, box: np.ndarray, track: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Regions with a global track id: given ids per (video, track), mask rows linked per video.
