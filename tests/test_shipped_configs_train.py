@@ -40,7 +40,7 @@ def test_rae_phase_a_and_b_yaml_train(fitted_ahd, fitted_rae, tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     dialogues = fitted_rae.dialogues
     common = ["--model.ahd_checkpoint", str(fitted_ahd.checkpoint), "--data.frame_size", "[64, 96]",
-              "--data.num_frames", "4", "--data.num_workers", "0", "--trainer.val_check_interval", "1", *CPU]
+              "--data.num_frames", "4", "--data.num_workers", "0", "--model.val_every_n_steps", "1", *CPU]
     files = ["--data.train_file", str(dialogues / "training" / "phase_b.jsonl"),
              "--data.val_file", str(dialogues / "validation" / "phase_b.jsonl"),
              "--data.test_file", str(dialogues / "validation" / "phase_b.jsonl")]

@@ -12,6 +12,8 @@ backbone whose widths merely happen to match.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import pickle
 import re
@@ -34,6 +36,11 @@ SAFE_TYPES: tuple[type, ...] = (BackboneConfig, LoRASettings, PromptBank)
 #: where the tasks record the backbone a checkpoint was trained on
 IDENTITY_KEY = "tvau_backbone"
 
+#: an export folder (``tvau export``): ``config.json`` of this format + ``model.safetensors``
+EXPORT_FORMAT = "tvau-export"
+EXPORT_CONFIG = "config.json"
+EXPORT_WEIGHTS = "model.safetensors"
+
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message names the file and the fix."""
@@ -43,8 +50,10 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load a Lightning checkpoint on the CPU without running code from it; errors name the file and the fix."""
     path = Path(path)
     if path.is_dir():
-        raise CheckpointError(f"{path} is a folder, not a checkpoint file; pass the .ckpt inside it "
-                              "(e.g. runs/ahd/checkpoints/best.ckpt)")
+        if (path / EXPORT_CONFIG).is_file() and (path / EXPORT_WEIGHTS).is_file():
+            return read_export(path)
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file nor a `tvau export` folder; pass the .ckpt "
+                              "inside it (e.g. runs/ahd/checkpoints/best.ckpt)")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
@@ -64,6 +73,49 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not a Lightning checkpoint with hyper-parameters (no 'state_dict' / "
                               "'hyper_parameters'); use a .ckpt written by `tvau fit`")
     return dict(ckpt)
+
+
+def read_export(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """A ``tvau export`` folder as the checkpoint it was exported from (weights from safetensors, no pickle):
+    ``state_dict``, ``hyper_parameters``, ``datamodule_hyper_parameters`` and the backbone record; a stored
+    stage-1 folder name (``ahd``) is resolved against ``folder``."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    try:
+        config = json.loads((folder / EXPORT_CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"cannot read {folder / EXPORT_CONFIG}: {error}") from None
+    if not isinstance(config, Mapping) or config.get("format") != EXPORT_FORMAT:
+        raise CheckpointError(f"{folder / EXPORT_CONFIG} is not a tvau export (format {EXPORT_FORMAT!r}); it may be a "
+                              "Hugging Face model folder — pass it as the backbone instead")
+    try:
+        state = load_file(str(folder / EXPORT_WEIGHTS))
+    except Exception as error:  # safetensors raises its own error types
+        raise CheckpointError(f"cannot read {folder / EXPORT_WEIGHTS}: {error}") from None
+    hparams = dict(config.get("hyper_parameters") or {})
+    stage1 = hparams.get("ahd_checkpoint")
+    if stage1 and not Path(stage1).is_absolute() and (folder / stage1).is_dir():
+        hparams["ahd_checkpoint"] = str(folder / stage1)
+    return {"state_dict": state, "hyper_parameters": hparams,
+            "datamodule_hyper_parameters": dict(config.get("datamodule_hyper_parameters") or {}),
+            IDENTITY_KEY: config.get(IDENTITY_KEY)}
+
+
+def plain_data(value: Any) -> Any:
+    """``value`` as JSON-able plain data: dataclasses (``BackboneConfig``, ``LoRASettings``, ``PromptBank``) as
+    dicts, tuples as lists, paths as strings; LightningCLI's private keys (``_class_path`` …) dropped."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return plain_data(dataclasses.asdict(value))
+    if isinstance(value, Mapping):
+        return {str(k): plain_data(v) for k, v in value.items() if not str(k).startswith("_")}
+    if isinstance(value, (list, tuple)):
+        return [plain_data(v) for v in value]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise CheckpointError(f"cannot export a hyper-parameter of type {type(value).__name__}: {value!r}")
 
 
 def resolve_stored_path(stored: str, checkpoint: str | os.PathLike[str]) -> str:

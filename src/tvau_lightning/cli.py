@@ -58,6 +58,8 @@ def _register_builtin_tools() -> None:
     register_tool("build-dataset", "tvau_lightning.builder.command:build_dataset_main", "build the fine-grained dialogue dataset (annotator LVLM + exact geometry), resumable")
     register_tool("analyze", "tvau_lightning.commands.analyze:analyze_main", "analyze one video: heatmap overlay video, frame scores, regions/tracks, answers")
     register_tool("chat", "tvau_lightning.commands.chat:chat_main", "chat about a video with a stage-2 model (multi-turn; /reset, /heatmap; scriptable from stdin)")
+    register_tool("export", "tvau_lightning.commands.export:export_main",
+                  "write a trained checkpoint as a shareable folder (config.json + safetensors, peft adapter)")
     register_tool("cache-features", "tvau_lightning.commands.cache_features:cache_features_main",
                   "store the frozen vision tower's AHD-layer features of every clip once (fast stage-1 epochs)")
 

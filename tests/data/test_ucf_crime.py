@@ -158,3 +158,15 @@ def test_annotation_under_the_repository_name_is_found(copy):
     (split_dir / "Temporal_Anomaly_Annotation_for_Testing_Videos.txt").rename(split_dir / "Temporal_Anomaly_Annotation.txt")
     dm = UCFCrimeDataModule(str(root), split_dir=str(split_dir), clip_len=8)
     assert dm.annotation_file.endswith("Temporal_Anomaly_Annotation.txt") and dm.dataset("test").video_ids
+
+
+def test_a_name_found_twice_is_an_error_unless_the_copies_are_twins(copy):
+    root, split_dir = copy
+    (root / "Training_Normal_Videos_Anomaly").rename(root / "Training-Normal-Videos-Part-1")
+    (root / "Normal_Videos_event").mkdir()
+    twin = root / "Normal_Videos_event" / "Normal_Videos001_x264.mp4"
+    shutil.copy(root / "Training-Normal-Videos-Part-1" / "Normal_Videos001_x264.mp4", twin)
+    assert "Normal_Videos001_x264" in UCFCrimeDataModule(str(root), split_dir=str(split_dir)).dataset("train").video_ids
+    twin.write_bytes(twin.read_bytes()[:-10])  # no longer the same file
+    with pytest.raises(DatasetFormatError, match="several files under .* share its name"):
+        UCFCrimeDataModule(str(root), split_dir=str(split_dir)).dataset("train")

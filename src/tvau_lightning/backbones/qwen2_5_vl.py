@@ -163,6 +163,7 @@ class Qwen2_5_VLAdapter(TinyHooks, BackboneAdapter):
         self.window_size = int(vc.window_size)
         if config.visual_token_pool < 1:
             raise BackboneError(f"visual_token_pool must be >= 1, got {config.visual_token_pool}")
+        config.compile_options()  # an unknown compile_mode fails at load time, naming the config
         # the fast wrapper shares the stock tower's modules; kept out of the module tree (see _set_peft)
         object.__setattr__(self, "_fast_visual", None)
 
@@ -370,7 +371,9 @@ class Qwen2_5_VLAdapter(TinyHooks, BackboneAdapter):
         module object was replaced). Not a submodule: the stock tower owns the parameters."""
         fast = self._fast_visual
         if fast is None or fast.visual is not self.visual:
-            fast = FastQwen2_5VisionTower(self.visual, compile=self.config.compile_vision)
+            fast = FastQwen2_5VisionTower(
+                self.visual, compile=self.config.compile_vision, compile_options=self.config.compile_options()
+            )
             object.__setattr__(self, "_fast_visual", fast)
         return fast
 
@@ -445,7 +448,10 @@ class Qwen2_5_VLAdapter(TinyHooks, BackboneAdapter):
         fast = self.fast_visual
         param = next(fast.visual.parameters())
         pixels = inputs.pixel_values.to(device=param.device, dtype=param.dtype)
-        out = fast(pixels, inputs.extras["video_grid_thw"], layers=wanted, return_merged=visual_tokens)
+        # the grid from the CPU-side ints of VideoInputs: reading video_grid_thw once it sits on a GPU would be a
+        # host sync per forward
+        grid_thw = [inputs.grid] * inputs.batch_size
+        out = fast(pixels, grid_thw, layers=wanted, return_merged=visual_tokens)
         features = {i: out.stacked_grid(i) for i in wanted}
         tokens = self._llm_tokens(out.pooler_output, inputs) if visual_tokens else None
         return VisionOutput(layer_features=features, visual_tokens=tokens)

@@ -36,6 +36,7 @@ the 2×2 merge order.
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -49,12 +50,33 @@ from torch import nn
 __all__ = [
     "AttentionGroup",
     "AttentionLayout",
+    "CompileFallbackWarning",
     "FastQwen2_5VisionTower",
     "FastVisionOutput",
+    "SyncWarning",
     "WindowPlan",
     "build_window_plan",
     "window_order_to_grids",
 ]
+
+
+class SyncWarning(UserWarning):
+    """A call that makes the host wait for the device (e.g. reading the values of a GPU tensor)."""
+
+
+class CompileFallbackWarning(UserWarning):
+    """``torch.compile`` is unavailable or failed; the fast tower runs eagerly."""
+
+
+def _warn_compile_fallback(error: BaseException) -> None:
+    first = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+    warnings.warn(
+        f"torch.compile of the fast Qwen2.5-VL vision blocks is unavailable ({type(error).__name__}: {first}); "
+        "running them eagerly (same results, slower). Set compile_vision: false to silence this, or install a "
+        "working compiler toolchain (inductor needs a C++ compiler on CPU, Triton on GPU)",
+        CompileFallbackWarning,
+        stacklevel=3,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -258,7 +280,19 @@ def build_window_plan(
 
 
 def _check_grid(grid_thw: torch.Tensor | Sequence[Sequence[int]], s: int) -> tuple[tuple[int, int, int], ...]:
-    rows = grid_thw.tolist() if isinstance(grid_thw, torch.Tensor) else [list(r) for r in grid_thw]
+    """``grid_thw`` as a tuple of ``(t, h, w)`` ints. Pass it as a CPU tensor or as Python ints: reading a GPU
+    tensor's values waits for the device (a host sync per forward), so that case warns."""
+    if isinstance(grid_thw, torch.Tensor):
+        if grid_thw.device.type != "cpu":
+            warnings.warn(
+                f"grid_thw is on {grid_thw.device}: reading it forces a host sync on every forward; pass the "
+                "patch grids as Python ints or a CPU tensor (the adapter keeps them on the CPU)",
+                SyncWarning,
+                stacklevel=3,
+            )
+        rows = grid_thw.tolist()
+    else:
+        rows = [list(r) for r in grid_thw]
     if not rows or any(len(r) != 3 for r in rows):
         raise ValueError(f"grid_thw must be a (num_videos, 3) list of (t, h, w) patch grids, got {rows!r}")
     grid = tuple((int(t), int(h), int(w)) for t, h, w in rows)
@@ -343,8 +377,11 @@ class FastQwen2_5VisionTower(nn.Module):
 
     Args:
         visual: the stock tower (``model.model.visual`` of a ``Qwen2_5_VLForConditionalGeneration``).
-        compile: run each block through ``torch.compile`` (one compiled graph per block kind and grid).
-        compile_options: keyword arguments for ``torch.compile`` (e.g. ``{"mode": "max-autotune"}``).
+        compile: run each block through ``torch.compile`` (one compiled graph per block kind, grid and dtype:
+            the blocks always run with autocast off, at the weights' dtype, so entering or leaving autocast never
+            recompiles). When compiling is unavailable or fails, the blocks run eagerly after one warning.
+        compile_options: keyword arguments for ``torch.compile`` (``mode``, ``dynamic``, ``fullgraph``,
+            ``backend``; ``BackboneConfig.compile_options()`` builds them from the config).
         patch_embed_matmul: compute the patch embedding (a ``Conv3d`` whose stride equals its kernel) as one
             matrix product with the same weight — the same sums in a different kernel, ~6× faster than the
             Conv3d on a CPU (cuDNN's bf16 Conv3d is also known to be slow); differences are float rounding
@@ -383,10 +420,14 @@ class FastQwen2_5VisionTower(nn.Module):
         self.fullatt_block_indexes = frozenset(int(i) for i in cfg.fullatt_block_indexes)
         self.depth = len(visual.blocks)
         self.compile = compile
+        self.compile_options = dict(compile_options or {})
         self.patch_embed_matmul = patch_embed_matmul
-        self._block_fn: Callable[..., torch.Tensor] = self._block_forward
+        self._compiled_block: Callable[..., torch.Tensor] | None = None
         if compile:
-            self._block_fn = torch.compile(self._block_forward, **(compile_options or {}))
+            try:
+                self._compiled_block = torch.compile(self._block_forward, **self.compile_options)
+            except Exception as err:  # noqa: BLE001 - no compiler on this install: eager, with a warning
+                _warn_compile_fallback(err)
         self._plans: OrderedDict[tuple[Any, ...], WindowPlan] = OrderedDict()
         self._plan_cache_size = plan_cache_size
 
@@ -450,27 +491,31 @@ class FastQwen2_5VisionTower(nn.Module):
         visual = self.visual
         unit = self.spatial_merge_size**2
 
-        x = self._patch_embed(pixel_values)
-        x = x.reshape(-1, unit, x.shape[-1]).index_select(0, plan.window_index).reshape(x.shape)
-        cos, sin = visual.rotary_pos_emb(x, plan.position_ids)
+        # The tower computes at its weights' dtype with autocast off (the weights already are the compute dtype,
+        # bf16 on GPUs): an autocast region around the call changes nothing, and a compiled block sees one global
+        # autocast state, so it compiles once per (shape, dtype) whatever the caller's autocast.
+        with torch.autocast(device_type=pixel_values.device.type, enabled=False):
+            x = self._patch_embed(pixel_values)
+            x = x.reshape(-1, unit, x.shape[-1]).index_select(0, plan.window_index).reshape(x.shape)
+            cos, sin = visual.rotary_pos_emb(x, plan.position_ids)
 
-        hidden: dict[int, torch.Tensor] = {}
-        if 0 in wanted:
-            hidden[0] = x
-        for i in range(stop):
-            blk = visual.blocks[i]
-            layout = plan.full_layout if i in self.fullatt_block_indexes else plan.window_layout
-            if getattr(blk, "gradient_checkpointing", False) and blk.training and torch.is_grad_enabled():
-                x = torch.utils.checkpoint.checkpoint(self._block_fn, blk, x, cos, sin, layout, use_reentrant=False)
-            else:
-                x = self._block_fn(blk, x, cos, sin, layout)
-            if i + 1 in wanted:
-                hidden[i + 1] = x
+            hidden: dict[int, torch.Tensor] = {}
+            if 0 in wanted:
+                hidden[0] = x
+            for i in range(stop):
+                blk = visual.blocks[i]
+                layout = plan.full_layout if i in self.fullatt_block_indexes else plan.window_layout
+                if getattr(blk, "gradient_checkpointing", False) and blk.training and torch.is_grad_enabled():
+                    x = torch.utils.checkpoint.checkpoint(self._run_block, blk, x, cos, sin, layout, use_reentrant=False)
+                else:
+                    x = self._run_block(blk, x, cos, sin, layout)
+                if i + 1 in wanted:
+                    hidden[i + 1] = x
 
-        last = x if stop == self.depth else None
-        merged = None
-        if return_merged:
-            merged = visual.merger(x).index_select(0, plan.reverse_index)
+            last = x if stop == self.depth else None
+            merged = None
+            if return_merged:
+                merged = visual.merger(x).index_select(0, plan.reverse_index)
         return FastVisionOutput(hidden_states=hidden, last_hidden_state=last, pooler_output=merged, plan=plan)
 
     def _patch_embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -482,6 +527,27 @@ class FastQwen2_5VisionTower(nn.Module):
         # whose (C, T, P, P) layout is the patch's flattening order.
         weight = proj.weight.reshape(proj.weight.shape[0], -1)
         return F.linear(pixel_values.reshape(-1, weight.shape[1]).to(weight.dtype), weight)
+
+    @property
+    def compiled(self) -> bool:
+        """Whether the blocks run through ``torch.compile`` (``False`` after a fallback to eager)."""
+        return self._compiled_block is not None
+
+    def _run_block(
+        self, blk: nn.Module, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, layout: AttentionLayout
+    ) -> torch.Tensor:
+        """One block, compiled when possible. A compile failure reruns the block eagerly — an error that is the
+        input's fault raises there, unchanged — and, when that succeeds, switches to eager with one warning."""
+        compiled = self._compiled_block
+        if compiled is None:
+            return self._block_forward(blk, x, cos, sin, layout)
+        try:
+            return compiled(blk, x, cos, sin, layout)
+        except Exception as err:  # noqa: BLE001 - see the docstring
+            out = self._block_forward(blk, x, cos, sin, layout)
+            self._compiled_block = None
+            _warn_compile_fallback(err)
+            return out
 
     @staticmethod
     def _block_forward(

@@ -40,7 +40,13 @@ class BackboneConfig:
             to fit many frames in small contexts (LLaVA-1.5 has 4,096 tokens).
         vision_path: ``stock`` (the transformers module) or ``fast`` (windows batched as dense attention,
             Qwen2.5-VL only; see ``backbones/qwen2_5_vl_fast.py``).
-        compile_vision: wrap the vision path in ``torch.compile``.
+        compile_vision: wrap the vision path in ``torch.compile`` (falls back to eager with a warning when
+            compiling fails or is unavailable).
+        compile_mode: ``torch.compile`` mode (``None`` = the default; ``reduce-overhead``, ``max-autotune``,
+            ``max-autotune-no-cudagraphs``).
+        compile_dynamic: ``torch.compile``'s ``dynamic``; ``False`` (default) compiles once per input shape and
+            dtype, with no dynamic-shape recompile when a second clip size appears.
+        compile_fullgraph: ask for one graph per block (an error instead of a graph break).
     """
 
     path: str
@@ -54,6 +60,26 @@ class BackboneConfig:
     visual_token_pool: int = 1
     vision_path: str = "stock"
     compile_vision: bool = False
+    compile_mode: str | None = None
+    compile_dynamic: bool | None = False
+    compile_fullgraph: bool = False
+
+    def compile_options(self) -> dict[str, object]:
+        """The ``torch.compile`` keyword arguments of :attr:`compile_mode`, :attr:`compile_dynamic` and
+        :attr:`compile_fullgraph`; raises :class:`BackboneError` for an unknown mode."""
+        if self.compile_mode not in COMPILE_MODES:
+            raise BackboneError(
+                f"compile_mode {self.compile_mode!r} ({self.path}) is not a torch.compile mode; use one of "
+                f"{', '.join(repr(m) for m in COMPILE_MODES)}"
+            )
+        options: dict[str, object] = {"dynamic": self.compile_dynamic, "fullgraph": bool(self.compile_fullgraph)}
+        if self.compile_mode not in (None, "default"):
+            options["mode"] = self.compile_mode
+        return options
+
+
+#: the ``compile_mode`` values (``None`` = torch.compile's default)
+COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass

@@ -85,6 +85,8 @@ def list_ucf_crime_split(
             if index is None:
                 index = index_videos(root)
             candidates = index.get(stem, [])
+            if len({c.stat().st_size for c in candidates}) == 1:  # byte-size twins: the archive's duplicates
+                candidates = candidates[:1]
             if len(candidates) > 1:
                 raise DatasetFormatError(f"{split_list}: {entry!r} is not at {path} and several files under {root} "
                                          f"share its name: {[str(c) for c in candidates[:3]]}; keep one")
@@ -94,7 +96,6 @@ def list_ucf_crime_split(
     check_video_files(found, split_list, root)
     videos = []
     for stem, path in found:
-        assert path is not None
         category = categories[stem]
         segments = ()
         if annotations is not None:
@@ -108,8 +109,8 @@ def list_ucf_crime_split(
                 raise DatasetFormatError(f"{annotation.source}: video {stem!r} is annotated {annotation.categories[0]!r} "
                                          f"but its name says {category!r}; fix the line")
             segments = annotation.segments
-        num_frames, size = probe_video(path, video_backend)
-        videos.append(WeakVideo(stem, path, num_frames, size, (category,), segments))
+        num_frames, size = probe_video(path, video_backend)  # type: ignore[arg-type]  (checked above)
+        videos.append(WeakVideo(stem, path, num_frames, size, (category,), segments))  # type: ignore[arg-type]
     if not videos:
         raise DatasetFormatError(f"{split_list} lists no videos{'' if include_normal else ' besides normal ones'}")
     return videos

@@ -17,6 +17,7 @@ region (RBDC/TBDC) ground-truth boxes.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,8 +107,8 @@ class WeaklyLabelledDataset(VideoClipDataset):
         self.decode_threads = decode_threads
         self.videos = {v.video_id: v for v in videos}
         if len(self.videos) != len(videos):
-            seen: set[str] = set()
-            repeated = [v.video_id for v in videos if v.video_id in seen or seen.add(v.video_id)]
+            counts = Counter(v.video_id for v in videos)
+            repeated = [name for name, n in counts.items() if n > 1]
             raise DatasetFormatError(f"video(s) {repeated[:5]} are listed twice in the split; keep one entry each")
         self._video_ids = list(self.videos)
         self._category_cache: dict[str, np.ndarray] = {}

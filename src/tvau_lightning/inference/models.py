@@ -142,7 +142,7 @@ def load_rae_task(
         if stored is None:
             raise CheckpointError(f"{path} uses the AHD but names no stage-1 checkpoint; pass --ckpt AHD.ckpt")
         kwargs["ahd_checkpoint"] = str(stored) if ahd_checkpoint else resolve_stored_path(str(stored), path)
-        if not Path(kwargs["ahd_checkpoint"]).is_file():
+        if not Path(kwargs["ahd_checkpoint"]).exists():
             raise CheckpointError(f"{path} was trained on the stage-1 checkpoint {stored!r}, which is not found from "
                                   "here; pass it with --ckpt AHD.ckpt")
     kwargs["init_checkpoint"] = None  # its RAE weights are superseded by this checkpoint's own

@@ -79,6 +79,12 @@ class AnomalyHeatmapModel(nn.Module):
         )
         return cls(backbone, ahd, layers)
 
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike[str], **kwargs: Any) -> AnomalyHeatmapModel:
+        """The trained stage-1 model of a ``tvau export`` folder or a stage-1 ``.ckpt`` (:func:`load_ahd`; the
+        same keyword arguments)."""
+        return load_ahd(path, **kwargs)
+
     @property
     def temporal_factor(self) -> int:
         """Frames per grid step (2 for Qwen2.5-VL, 1 for per-frame towers)."""
@@ -160,7 +166,7 @@ def load_ahd(
     """Rebuild the stage-1 model (AHD weights + prototypes + layers) from a stage-1 checkpoint, in eval mode.
 
     Args:
-        checkpoint: the ``.ckpt`` path, or the checkpoint already read with
+        checkpoint: the ``.ckpt`` path or a ``tvau export`` folder, or the checkpoint already read with
             :func:`~tvau_lightning.checkpoints.read_checkpoint` (then ``source`` names it in messages).
         backbone: run on this adapter (e.g. stage 2's full LVLM); else the stored backbone config is rebuilt
             vision-only, with ``backbone_path`` overriding its folder and ``dtype`` its compute dtype.

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from lightning.pytorch import Callback
 
 from tvau_lightning.backbones.base import BackboneAdapter
 from tvau_lightning.backbones.lora import LoRASettings
@@ -28,6 +29,7 @@ from tvau_lightning.modules.anomaly_model import load_ahd
 from tvau_lightning.modules.rae import RegionAwareAnomalyEncoder
 from tvau_lightning.tasks.base import FrozenBackboneTask
 from tvau_lightning.tasks.schedules import warmup_cosine
+from tvau_lightning.tasks.step_validation import ValidateEveryOptimizerSteps
 
 #: text fields scored with BLEU-4 at test time (the paper reports target and trajectory)
 BLEU_KINDS: tuple[str, ...] = ("target", "trajectory", "anchor")
@@ -48,8 +50,12 @@ class RAETask(FrozenBackboneTask):
         rae_conv_layers: conv+GELU layers of the RAE.
         num_base_tokens: learnable base prompts (10).
         lr: peak AdamW learning rate (2e-4).
+        min_lr: the cosine schedule's final learning rate (the paper states none for stage 2: 0).
         weight_decay: AdamW weight decay.
         warmup_ratio: warm-up fraction of the cosine schedule.
+        val_every_n_steps: validate (and so save through ``ModelCheckpoint(monitor="val/loss")``) every this many
+            *optimizer* steps, whatever ``accumulate_grad_batches`` is (paper: 100); ``None`` leaves the
+            trainer's own ``val_check_interval`` (which counts batches) in charge.
         max_length: maximum sequence length (2048 in the paper).
         gradient_checkpointing: recompute LLM activations in backward to save memory.
         max_new_tokens: generation budget per answer at test time.
@@ -69,14 +75,21 @@ class RAETask(FrozenBackboneTask):
         rae_conv_layers: int = 3,
         num_base_tokens: int = 10,
         lr: float = 2e-4,
+        min_lr: float = 0.0,
         weight_decay: float = 0.0,
         warmup_ratio: float = 0.03,
+        val_every_n_steps: int | None = None,
         max_length: int = 2048,
         gradient_checkpointing: bool = False,
         max_new_tokens: int = 48,
         force_backbone: bool = False,
     ) -> None:
         super().__init__()
+        if not 0.0 <= min_lr <= lr:
+            raise ValueError(f"min_lr must be in [0, lr={lr}], got {min_lr}")
+        if val_every_n_steps is not None and val_every_n_steps < 1:
+            raise ValueError(f"val_every_n_steps must be a positive number of optimizer steps (or null), got "
+                             f"{val_every_n_steps}")
         if use_ahd and ahd_checkpoint is None:
             raise ValueError("use_ahd=True needs ahd_checkpoint (a stage-1 AHDTask checkpoint); or set use_ahd=false")
         self.save_hyperparameters()
@@ -193,8 +206,13 @@ class RAETask(FrozenBackboneTask):
         optimizer = torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         scheduler = warmup_cosine(optimizer, total_steps=total, warmup_ratio=self.hparams.warmup_ratio,
-                                  peak_lr=self.hparams.lr, min_lr=0.0 if self.hparams.lr == 0 else self.hparams.lr * 1e-3)
+                                  peak_lr=self.hparams.lr, min_lr=self.hparams.min_lr if self.hparams.lr else 0.0)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def configure_callbacks(self) -> list[Callback]:
+        """Validation every ``val_every_n_steps`` optimizer steps, when set."""
+        every = self.hparams.get("val_every_n_steps")
+        return [] if every is None else [ValidateEveryOptimizerSteps(every)]
 
     # ---- multi-turn generation -------------------------------------------------------------------
 
