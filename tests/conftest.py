@@ -113,7 +113,7 @@ def fitted_rae(tmp_path_factory, fitted_ahd):
 
     import yaml
 
-    from tvau_lightning.builder.command import build_dataset_main
+    from tvau_lightning.commands.build_dataset import build_dataset_main
     from tvau_lightning.cli import lightning_cli
 
     out = tmp_path_factory.mktemp("fitted_rae")

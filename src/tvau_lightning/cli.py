@@ -45,17 +45,26 @@ def _overview() -> str:
     if TOOL_COMMANDS:
         lines += ["", "Tools:"]
         lines += [f"  {name:<{width}}{text}" for name, (_, text) in sorted(TOOL_COMMANDS.items())]
-    lines += ["", "Example: tvau fit --config configs/ahd.yaml --trainer configs/trainer/cpu.yaml"]
+    lines += [
+        "",
+        "Options spelled the same in every tool: --overwrite (replace an earlier output of tvau's own, never",
+        "another folder), --no-progress, --device auto|cpu|cuda[:N], --dtype auto|float32|bfloat16|float16,",
+        "--force-backbone (run a checkpoint on a backbone it was not trained on). LightningCLI commands take",
+        "--verbose (full traceback instead of the one-line error) and their options with dots/underscores",
+        "(--model.init_args.lr, --trainer.max_epochs) as Lightning spells them.",
+        "",
+        "Example: tvau fit --config configs/ahd.yaml --trainer configs/trainer/cpu.yaml",
+    ]
     return "\n".join(lines)
 
 
 def _register_builtin_tools() -> None:
     """The people's commands shipped with the library (one line each, module:function)."""
     register_tool("synth-data", "tvau_lightning.commands.synth_data:synth_data_main", "write a small synthetic UBnormal/ShanghaiTech/UCF-Crime/XD-Violence dataset in its native layout")
-    register_tool("make-tiny-backbone", "tvau_lightning.backbones.tiny:make_tiny_backbone_main", "write a tiny random backbone (model + tokenizer, built offline) for demos and tests")
+    register_tool("make-tiny-backbone", "tvau_lightning.commands.make_tiny_backbone:make_tiny_backbone_main", "write a tiny random backbone (model + tokenizer, built offline) for demos and tests")
     register_tool("merge-lora", "tvau_lightning.commands.merge_lora:merge_lora_main",
                   "merge a stage-2 checkpoint's LoRA into a self-contained Hugging Face model folder")
-    register_tool("build-dataset", "tvau_lightning.builder.command:build_dataset_main", "build the fine-grained dialogue dataset (annotator LVLM + exact geometry), resumable")
+    register_tool("build-dataset", "tvau_lightning.commands.build_dataset:build_dataset_main", "build the fine-grained dialogue dataset (annotator LVLM + exact geometry), resumable")
     register_tool("analyze", "tvau_lightning.commands.analyze:analyze_main", "analyze one video: heatmap overlay video, frame scores, regions/tracks, answers")
     register_tool("chat", "tvau_lightning.commands.chat:chat_main", "chat about a video with a stage-2 model (multi-turn; /reset, /heatmap; scriptable from stdin)")
     register_tool("export", "tvau_lightning.commands.export:export_main",

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tvau_lightning.builder.command import build_dataset_main
+from tvau_lightning.commands.build_dataset import build_dataset_main
 
 KEY = "sk-test-0123456789abcdef-SECRET"
 EMPTY = json.dumps({"objects": []})

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from tvau_lightning.atomic import OUTPUT_MARKER, OutputFolderError, atomic_directory, check_output_dir
-from tvau_lightning.builder.command import build_dataset_main
+from tvau_lightning.commands.build_dataset import build_dataset_main
 
 
 def listing(folder):
@@ -221,7 +221,7 @@ def test_build_dataset_sigterm_leaves_no_temporary_file(tmp_path):
     script = textwrap.dedent("""
         import sys, time
         import tvau_lightning.builder.pipeline as pipeline
-        from tvau_lightning.builder.command import build_dataset_main
+        from tvau_lightning.commands.build_dataset import build_dataset_main
         real = pipeline.DatasetBuilder.process_video
         def slow(self, video):
             work = real(self, video)

@@ -3,6 +3,7 @@ merge pipeline through `tvau`, every backbone family, DDP, and an overfitting ch
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from lightning.pytorch import Callback
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from tvau_lightning.backbones.lora import LoRASettings
 from tvau_lightning.backbones.registry import load_backbone
@@ -27,7 +30,7 @@ NUM_FRAMES = 4
 @pytest.fixture(scope="module")
 def dialogues(small_ubnormal, tmp_path_factory) -> dict[str, Path]:
     """Dialogue JSONL files of every split of the small synthetic UBnormal (ground-truth annotator)."""
-    from tvau_lightning.builder.command import build_dataset_main
+    from tvau_lightning.commands.build_dataset import build_dataset_main
 
     out = tmp_path_factory.mktemp("dialogues")
     files = {}
@@ -238,6 +241,8 @@ def test_phase_a_then_b_then_test_then_merge(tiny_backbone_dir, ahd_checkpoint, 
     fitted_a = cli_runner(["fit", "--config", str(cfg_a)])
     assert "val/loss" in fitted_a
     ckpt_a = tmp_path / "a" / "ckpt" / "best.ckpt"
+    state_a = torch.load(ckpt_a, map_location="cpu", weights_only=False)["state_dict"]
+    assert {k.split("layers.")[1].split(".")[0] for k in state_a if "lora_" in k} == {"0", "1"}  # phase A: all layers
     assert main(["merge-lora", "--ckpt", str(ckpt_a), "--out", str(tmp_path / "merged_a")]) == 0
 
     cfg_b = tmp_path / "b.yaml"
@@ -276,3 +281,99 @@ def test_ddp_fit_runs(tiny_backbone_dir, ahd_checkpoint, dialogues, tmp_path):
                            "--trainer.limit_val_batches", "1"], capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "run" / "ckpt" / "last.ckpt").is_file()
+
+
+# ---- schedule (paper §4.1): cosine to min_lr, validation/saving every N optimizer steps, phase A without LoRA ----
+
+
+class _StepRecorder(Callback):
+    """Records the optimizer step of every validation and the learning rate each optimizer step used."""
+
+    def __init__(self) -> None:
+        self.validated_at: list[int] = []
+        self.lrs: list[float] = []
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self.validated_at.append(trainer.global_step)
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        self.lrs.append(optimizer.param_groups[0]["lr"])
+
+
+def _repeated_train_file(dialogues, n: int) -> Path:
+    """A training file of ``n`` records (the split's records repeated), beside the originals (relative videos)."""
+    lines = (dialogues["training"] / "phase_a.jsonl").read_text().splitlines()
+    path = dialogues["training"] / f"repeated_{n}.jsonl"
+    path.write_text("\n".join(lines[i % len(lines)] for i in range(n)) + "\n")
+    return path
+
+
+def test_validation_and_saving_every_n_optimizer_steps_with_accumulation(tiny_backbone_dir, ahd_checkpoint,
+                                                                        dialogues, tmp_path):
+    from lightning.pytorch import Trainer
+
+    from tvau_lightning.data.dialogue import DialogueDataModule
+
+    # 10 batches, accumulation 2 → 5 optimizer steps; every 2 steps → validation at steps 2 and 4, and after the
+    # last (5). Lightning's batch-counting val_check_interval=2 would validate at steps 1, 2, 3, 4, 5.
+    data = DialogueDataModule(train_file=str(_repeated_train_file(dialogues, 10)),
+                              val_file=str(dialogues["validation"] / "phase_a.jsonl"), num_frames=NUM_FRAMES,
+                              frame_size=FRAME_SIZE["qwen2_5_vl"])
+    task = _task(tiny_backbone_dir, ahd_checkpoint, lr=1e-2, min_lr=1e-3, warmup_ratio=0.0, val_every_n_steps=2)
+    recorder = _StepRecorder()
+    saver = ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="{step}", monitor="val/loss", mode="min",
+                            save_top_k=-1)
+    trainer = Trainer(accelerator="cpu", max_epochs=1, accumulate_grad_batches=2, limit_val_batches=1,
+                      num_sanity_val_steps=0, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                      callbacks=[recorder, saver])
+    trainer.fit(task, datamodule=data)
+    assert trainer.global_step == 5
+    assert recorder.validated_at == [2, 4, 5]
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["step=2.ckpt", "step=4.ckpt", "step=5.ckpt"]
+    # cosine from lr to min_lr over the 5 optimizer steps, no other floor: computed here independently
+    expected = [1e-3 + (1e-2 - 1e-3) * 0.5 * (1 + math.cos(math.pi * s / 5)) for s in range(5)]
+    assert recorder.lrs == pytest.approx(expected, rel=1e-6)
+
+    # the two schedules are exclusive: a batch-counting val_check_interval next to it is refused
+    clash = Trainer(accelerator="cpu", max_epochs=1, val_check_interval=2, logger=False, enable_progress_bar=False,
+                    enable_model_summary=False)
+    with pytest.raises(ValueError, match="val_check_interval"):
+        clash.fit(task, datamodule=data)
+
+
+def test_schedule_arguments_are_checked(tiny_backbone_dir, ahd_checkpoint):
+    with pytest.raises(ValueError, match="min_lr"):
+        _task(tiny_backbone_dir, ahd_checkpoint, lr=1e-3, min_lr=1e-2)
+    with pytest.raises(ValueError, match="val_every_n_steps"):
+        _task(tiny_backbone_dir, ahd_checkpoint, val_every_n_steps=0)
+
+
+def test_phase_a_without_lora_chains_through_merge_and_phase_b(tiny_backbone_dir, ahd_checkpoint, dialogues,
+                                                               tmp_path, cli_runner):
+    from tvau_lightning.cli import main
+
+    qwen, ahd = str(tiny_backbone_dir("qwen2_5_vl")), str(ahd_checkpoint("qwen2_5_vl"))
+    cfg_a = _rae_config(qwen, ahd, dialogues, tmp_path / "a", "phase_a")
+    cfg_a["model"]["init_args"]["lora"] = None  # phase_a_lora: false — prompt learner and tokens only
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(cfg_a))
+    cli_runner(["fit", "--config", str(tmp_path / "a.yaml")])
+    ckpt_a = tmp_path / "a" / "ckpt" / "best.ckpt"
+    state_a = torch.load(ckpt_a, map_location="cpu", weights_only=False)["state_dict"]
+    assert state_a and all(k.startswith("rae.") for k in state_a)
+    assert main(["merge-lora", "--ckpt", str(ckpt_a), "--out", str(tmp_path / "merged_a")]) == 0
+    # nothing to merge: the folder is the original language model, weight for weight
+    original, merged = load_backbone(qwen, dtype="float32"), load_backbone(str(tmp_path / "merged_a"), dtype="float32")
+    merged_state = merged.model.state_dict()
+    assert all(torch.equal(v, merged_state[k]) for k, v in original.model.state_dict().items())
+
+    cfg_b = _rae_config(str(tmp_path / "merged_a"), ahd, dialogues, tmp_path / "b", "phase_b",
+                        init_checkpoint=str(ckpt_a), lora={"rank": 4, "alpha": 8, "dropout": 0.05, "last_n_layers": 1})
+    # phase B starts from phase A's RAE weights on the unchanged backbone
+    task = RAETask(BackboneConfig(path=str(tmp_path / "merged_a"), dtype="float32"), ahd_checkpoint=ahd,
+                   init_checkpoint=str(ckpt_a), lora=LoRASettings(rank=4, alpha=8, last_n_layers=1))
+    assert all(torch.equal(v, state_a[f"rae.{k}"]) for k, v in task.rae.state_dict().items())
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump(cfg_b))
+    cli_runner(["fit", "--config", str(tmp_path / "b.yaml")])
+    state_b = torch.load(tmp_path / "b" / "ckpt" / "best.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    assert {k.split("layers.")[1].split(".")[0] for k in state_b if "lora_" in k} == {"1"}

@@ -19,7 +19,6 @@ Tiny models use a small patch size (Qwen2.5-VL: 4 px instead of 14, so frames mu
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from collections.abc import Sequence
@@ -40,7 +39,6 @@ __all__ = [
     "TinyHooks",
     "adapter_class_for_family",
     "build_tiny_backbone",
-    "make_tiny_backbone_main",
     "tiny_corpus",
     "tiny_families",
     "tiny_settings",
@@ -309,24 +307,3 @@ def build_tiny_backbone(
 # --------------------------------------------------------------------------------------------------
 # tvau make-tiny-backbone
 # --------------------------------------------------------------------------------------------------
-
-
-def make_tiny_backbone_main(argv: Sequence[str] | None = None) -> int:
-    """``tvau make-tiny-backbone --family qwen2_5_vl --out DIR [--seed 0]``: write a tiny random model folder."""
-    families = tiny_families()
-    parser = argparse.ArgumentParser(
-        prog="tvau make-tiny-backbone",
-        description="Write a tiny random backbone (model + tokenizer, built offline) that load_backbone loads; "
-        "for demos and tests, not for real results.",
-    )
-    parser.add_argument("--family", required=True, choices=families, help="backbone family")
-    parser.add_argument("--out", required=True, type=Path, help="output folder (replaced if it exists)")
-    parser.add_argument("--seed", type=int, default=0, help="weight initialisation seed (default 0)")
-    args = parser.parse_args(list(argv) if argv is not None else None)
-    try:
-        adapter = build_tiny_backbone(args.family, args.out, seed=args.seed)
-    except BackboneError as err:
-        print(f"tvau make-tiny-backbone: {err}")
-        return 1
-    print(f"wrote {args.out}: {adapter.describe()}")
-    return 0

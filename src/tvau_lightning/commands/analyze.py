@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run a checkpoint on a backbone other than the one it records (family or vision "
                              "architecture differ); its heatmaps are then likely meaningless")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true",
+                        help="no progress bar (--quiet is the old spelling)")
     return parser
 
 
@@ -84,7 +85,7 @@ def run_analyze(args: argparse.Namespace) -> Path:
                          clip_len=args.clip_len, device=args.device, dtype=args.dtype,
                              force_backbone=args.force_backbone)
     answers = None
-    with progress_bar(not args.quiet) as add_task:
+    with progress_bar(not args.no_progress) as add_task:
         analysis = analyze_video(models.heatmaps, source, frame_size=models.frame_size, clip_len=models.clip_len,
                                  batch_size=args.batch_size, threshold=args.threshold, link_iou=args.link_iou,
                                  labels=labels, on_frames=add_task("heatmaps", source.num_frames))
