@@ -22,7 +22,7 @@ MIN_PYTEST_ARGS ?=
 DEMO_DIR := demo
 STAMP := $(VENV)/.installed
 
-.PHONY: help install test test-min test-slow test-all lint demo notebooks clean-demo
+.PHONY: help install test test-min test-slow test-all lint demo demo-weak demo-dialogue notebooks report-screenshot clean-demo
 
 # $(call install_torch,VENV_BIN,VERSION): the torch build chosen above (a short timeout and no retries on the
 # CPU index, so an unreachable index costs seconds)
@@ -81,7 +81,8 @@ demo: $(STAMP)  ## synthetic UBnormal → tiny backbone → fit AHD → test →
 	$(BIN)/tvau test --config configs/demo/ahd_tiny.yaml --ckpt_path $(DEMO_DIR)/runs/ahd/checkpoints/best.ckpt
 	video=$$(find $(DEMO_DIR)/data/ubnormal -name "$$(head -n1 $(DEMO_DIR)/data/ubnormal/scripts/abnormal_test_video_names.txt).mp4") && \
 	  $(BIN)/tvau analyze "$$video" --ckpt $(DEMO_DIR)/runs/ahd/checkpoints/best.ckpt --out $(DEMO_DIR)/analyze --overwrite
-	@echo "Demo done: checkpoints and TensorBoard logs in $(DEMO_DIR)/runs/ahd (tensorboard --logdir $(DEMO_DIR)/runs/ahd), one analyzed test video in $(DEMO_DIR)/analyze"
+	@echo "Demo done: checkpoints and TensorBoard logs in $(DEMO_DIR)/runs/ahd (tensorboard --logdir $(DEMO_DIR)/runs/ahd), evaluation artifacts in $(DEMO_DIR)/runs/ahd/tensorboard/version_*/eval"
+	@echo "Report of one analyzed test video: $(DEMO_DIR)/analyze/report.html  (xdg-open $(DEMO_DIR)/analyze/report.html)"
 
 demo-dialogue: $(STAMP)  ## stage 2 on the demo (after make demo): dialogue data → RAE phase A → merge → phase B → test
 	rm -rf $(DEMO_DIR)/runs/rae_phase_a $(DEMO_DIR)/runs/rae_phase_b
@@ -96,8 +97,23 @@ demo-dialogue: $(STAMP)  ## stage 2 on the demo (after make demo): dialogue data
 	$(BIN)/tvau test --config configs/demo/rae_phase_b_tiny.yaml --ckpt_path $(DEMO_DIR)/runs/rae_phase_b/checkpoints/best.ckpt
 	@echo "Stage-2 demo done: dialogues in $(DEMO_DIR)/dialogues, checkpoints in $(DEMO_DIR)/runs/rae_phase_{a,b}"
 
+demo-weak: $(STAMP)  ## synthetic UCF-Crime → tiny backbone → weakly supervised category AHD from video labels → AUC, AP, mAP@tIoU (CPU)
+	rm -rf $(DEMO_DIR)/runs/weak_ahd
+	$(BIN)/tvau synth-data --dataset ucf_crime --out $(DEMO_DIR)/data/ucf_crime --frames 16 --height 64 --width 96 --videos 4
+	$(BIN)/tvau make-tiny-backbone --family qwen2_5_vl --out $(DEMO_DIR)/backbones/tiny_qwen2_5_vl
+	$(BIN)/tvau fit --config configs/demo/weak_ahd_tiny.yaml
+	$(BIN)/tvau test --config configs/demo/weak_ahd_tiny.yaml --ckpt_path $(DEMO_DIR)/runs/weak_ahd/checkpoints/best.ckpt
+	@echo "Weak-supervision demo done: checkpoints in $(DEMO_DIR)/runs/weak_ahd"
+
 notebooks: $(STAMP)  ## run notebooks/*.ipynb top to bottom on the demo data (after make demo); executed copies in demo/notebooks
 	$(BIN)/python notebooks/execute.py --out $(DEMO_DIR)/notebooks
+
+report-screenshot: $(STAMP)  ## docs/images/report.png from the demo's report.html (after make demo; needs chromium)
+	mkdir -p docs/images
+	frame=$$($(BIN)/python -c "import json;t=json.load(open('$(DEMO_DIR)/analyze/regions.json'))['tracks'];print(t[0]['start'] if t else 0)") && \
+	chromium --headless=new --no-sandbox --disable-gpu --hide-scrollbars --window-size=1200,1000 --virtual-time-budget=5000 \
+	  --screenshot=$(CURDIR)/docs/images/report.png "file://$(CURDIR)/$(DEMO_DIR)/analyze/report.html#frame=$$frame"
+	$(BIN)/python -c "from PIL import Image; Image.open('docs/images/report.png').convert('RGB').quantize(64).save('docs/images/report.png', optimize=True)"
 
 clean-demo:  ## remove the demo outputs
 	rm -rf $(DEMO_DIR)

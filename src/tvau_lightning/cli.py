@@ -94,6 +94,7 @@ def lightning_cli(args: Sequence[str] | None = None, run: bool = True) -> Any:
     for module in (
         "tvau_lightning.tasks.ahd",
         "tvau_lightning.tasks.rae",
+        "tvau_lightning.tasks.weak_ahd",
         "tvau_lightning.data.ubnormal",
         "tvau_lightning.data.shanghaitech",
         "tvau_lightning.data.ucf_crime",

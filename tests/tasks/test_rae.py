@@ -3,6 +3,7 @@ merge pipeline through `tvau`, every backbone family, DDP, and an overfitting ch
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -18,10 +19,10 @@ from tvau_lightning.backbones.lora import LoRASettings
 from tvau_lightning.backbones.registry import load_backbone
 from tvau_lightning.backbones.types import BackboneConfig
 from tvau_lightning.data.dialogue import DialogueDataset, collate_dialogues
-from tvau_lightning.data.dialogue_schema import Turn
-from tvau_lightning.metrics.functional import normalize_yes_no
+from tvau_lightning.data.dialogue_schema import Turn, load_dialogues
+from tvau_lightning.metrics.functional import normalize_yes_no, sentence_bleu4
 from tvau_lightning.tasks.ahd import AHDTask
-from tvau_lightning.tasks.rae import RAETask
+from tvau_lightning.tasks.rae import ANSWERS_FILE, RAETask
 
 FRAME_SIZE = {"qwen2_5_vl": (64, 96), "internvl": (32, 32), "llava": (32, 32), "llava_next": (32, 32)}
 NUM_FRAMES = 4
@@ -232,6 +233,34 @@ def _rae_config(family_dir: str, ahd: str, dialogues: dict[str, Path], out: Path
     }
 
 
+def _check_answers_file(run_dir: Path, jsonl: Path, tested: dict[str, float]) -> None:
+    """``tvau test`` wrote ``answers.jsonl`` next to its logs: one row per question of every test record, with the
+    question and reference of that turn, and scores that recompute (and average to the logged metrics)."""
+    found = list(run_dir.rglob(ANSWERS_FILE))
+    assert len(found) == 1, found
+    rows = [json.loads(line) for line in found[0].read_text().splitlines()]
+    records = load_dialogues(jsonl)
+    expected = [(r.video_id, r.video, list(r.frame_range), r.turns[i].content, r.turns[i + 1].content,
+                 r.turns[i + 1].kind) for r in records for i in range(0, len(r.turns) - 1, 2)]
+    got = [(r["video_id"], r["video"], r["frame_range"], r["question"], r["reference"], r["kind"]) for r in rows]
+    assert sorted(got) == sorted(expected)
+    by_record = {f"{r.video_id}@{r.frame_range[0]}-{r.frame_range[1]}": r for r in records}
+    for row in rows:
+        assert isinstance(row["answer"], str) and len(row["sampled_frames"]) == NUM_FRAMES
+        record = by_record[row["record"]]
+        if row["kind"] == "yesno":
+            assert row["bleu4"] is None
+            assert row["correct"] == (normalize_yes_no(row["answer"]) == normalize_yes_no(row["reference"]))
+        else:
+            assert row["correct"] is None
+            assert row["bleu4"] == pytest.approx(sentence_bleu4(row["answer"], record.references_for(row["kind"])))
+    for kind in ("target", "trajectory"):
+        scores = [r["bleu4"] for r in rows if r["kind"] == kind]
+        assert tested[f"test/bleu4_{kind}"] == pytest.approx(sum(scores) / len(scores), abs=1e-6)
+    correct = [r["correct"] for r in rows if r["kind"] == "yesno"]
+    assert tested["test/yes_no_accuracy"] == pytest.approx(sum(correct) / len(correct), abs=1e-6)
+
+
 def test_phase_a_then_b_then_test_then_merge(tiny_backbone_dir, ahd_checkpoint, dialogues, tmp_path, cli_runner):
     from tvau_lightning.cli import main
 
@@ -258,6 +287,19 @@ def test_phase_a_then_b_then_test_then_merge(tiny_backbone_dir, ahd_checkpoint, 
     for key in ("test/yes_no_accuracy", "test/yes_no_balanced_accuracy", "test/bleu4_target",
                 "test/bleu4_trajectory"):
         assert 0.0 <= tested[key] <= 1.0, key
+    _check_answers_file(tmp_path / "b", dialogues["test"] / "phase_b.jsonl", tested)
+    # phase A's validation logged sample dialogues (model answer beside the reference) as TensorBoard text
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(next((tmp_path / "a").rglob("events.out.tfevents.*")).parent),
+                              size_guidance={"tensors": 0})
+    events.Reload()
+    texts = {tag: events.Tensors(tag)[-1].tensor_proto.string_val[0].decode() for tag in events.Tags()["tensors"]
+             if tag.startswith("val/dialogue_")}
+    assert sorted(texts) == ["val/dialogue_0/text_summary", "val/dialogue_1/text_summary"]
+    first = load_dialogues(dialogues["validation"] / "phase_a.jsonl")[0]
+    assert first.turns[0].content in texts["val/dialogue_0/text_summary"]
+    assert first.turns[1].content in texts["val/dialogue_0/text_summary"]  # the reference answer
 
     assert main(["merge-lora", "--ckpt", str(ckpt_b), "--out", str(tmp_path / "merged_b")]) == 0
     merged = load_backbone(str(tmp_path / "merged_b"), dtype="float32")

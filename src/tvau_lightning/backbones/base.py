@@ -258,6 +258,22 @@ class BackboneAdapter(DialogueMixin, LoRAMixin, nn.Module, ABC):
     def tokenize(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def release_input_embeddings(self) -> int:
+        """Drop the LLM's input-embedding table of a vision-only backbone (stage 1, once the text prototypes are
+        stored in the AHD): 152,064 × 3,584 bf16 = 1.02 GiB for Qwen2.5-VL-7B. It is replaced by an empty
+        ``(0, D)`` table on the same device and dtype, so ``device``, ``dtype`` and ``text_hidden_size`` keep
+        working; :meth:`embed_text` then raises. Returns the bytes released (0 when already released)."""
+        if not self.vision_only:
+            raise BackboneError("release_input_embeddings() is for vision-only backbones; the full model's "
+                                "language model reads its input embeddings")
+        weight = self.get_input_embeddings().weight
+        if weight.shape[0] == 0:
+            return 0
+        freed = weight.numel() * weight.element_size()
+        empty = nn.Embedding(0, int(weight.shape[1]), device=weight.device, dtype=weight.dtype).requires_grad_(False)
+        self.model.set_input_embeddings(empty)
+        return freed
+
     @torch.no_grad()
     def embed_text(self, sentences: Sequence[str], *, mode: str = "input_embeddings") -> torch.Tensor:
         """Sentence embeddings ``(N, D)``: token vectors mean-pooled over each sentence.
@@ -267,6 +283,10 @@ class BackboneAdapter(DialogueMixin, LoRAMixin, nn.Module, ABC):
         """
         if not sentences:
             raise ValueError("embed_text needs at least one sentence")
+        if self.get_input_embeddings().weight.shape[0] == 0:
+            raise BackboneError(f"the input-embedding table of {self.config.path} was released after the class "
+                                "prototypes were computed (release_input_embeddings); load the backbone again to "
+                                "embed text")
         ids = [self.tokenize(s) or [self._placeholder_id] for s in sentences]
         length = max(len(i) for i in ids)
         input_ids = torch.full((len(ids), length), self._placeholder_id, dtype=torch.long)

@@ -128,7 +128,11 @@ class AnomalyHeatmapDecoder(nn.Module):
                 raise RuntimeError("no class prototypes: call set_prototypes() or pass prototypes=")
             prototypes = self.prototypes
         weights = self.layer_weights()
-        projected = [proj(feat.to(proj[0].weight.dtype)) for proj, feat in zip(self.projections, features)]
+        # the projections run at the weights' dtype, or at the autocast dtype under autocast — then bf16 features
+        # go in as they are (an fp32 copy of a 7B-shaped clip's grids would only be cast back by autocast)
+        autocast = torch.is_autocast_enabled(features[0].device.type)
+        projected = [proj(feat if autocast else feat.to(proj[0].weight.dtype))
+                     for proj, feat in zip(self.projections, features)]
         # cosine similarities, fusion and softmax in fp32 even under autocast: bf16 class maps would tie scores
         with torch.autocast(device_type=projected[0].device.type, enabled=False):
             text = F.normalize(prototypes.float(), dim=-1)

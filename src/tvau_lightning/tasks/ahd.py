@@ -112,6 +112,8 @@ class AHDTask(FrozenBackboneTask):
             # the LLM was only needed for the prototypes: drop back to a vision-only backbone
             vision = load_backbone(backbone, vision_only=True).freeze().eval()
             self.adopt_heatmap_model(AnomalyHeatmapModel(vision, model.ahd, model.layers))
+        # the prototypes now live in the AHD: the ~1 GiB (7B) input-embedding table has no further use here
+        self.backbone.release_input_embeddings()
         self.val_metrics = self._make_metrics()
         self.test_metrics = self._make_metrics()
         self.feature_cache = feature_cache

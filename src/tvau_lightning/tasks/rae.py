@@ -11,20 +11,26 @@ three off is the zero-shot backbone.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_info
 
+from tvau_lightning.atomic import write_text_atomic
 from tvau_lightning.backbones.base import BackboneAdapter
 from tvau_lightning.backbones.lora import LoRASettings
 from tvau_lightning.backbones.registry import load_backbone
 from tvau_lightning.backbones.types import BackboneConfig, VideoInputs
 from tvau_lightning.checkpoints import IDENTITY_KEY, backbone_identity, read_checkpoint
 from tvau_lightning.data.dialogue import DialogueBatch
-from tvau_lightning.data.dialogue_schema import Turn
+from tvau_lightning.data.dialogue_schema import DialogueRecord, Turn
 from tvau_lightning.metrics import BLEU4, YesNoAccuracy
+from tvau_lightning.metrics.functional import normalize_yes_no, sentence_bleu4
 from tvau_lightning.modules.anomaly_model import load_ahd
 from tvau_lightning.modules.rae import RegionAwareAnomalyEncoder
 from tvau_lightning.tasks.base import FrozenBackboneTask
@@ -33,6 +39,9 @@ from tvau_lightning.tasks.step_validation import ValidateEveryOptimizerSteps
 
 #: text fields scored with BLEU-4 at test time (the paper reports target and trajectory)
 BLEU_KINDS: tuple[str, ...] = ("target", "trajectory", "anchor")
+
+#: the file ``tvau test`` / ``tvau predict`` write next to the logs (``trainer.log_dir``)
+ANSWERS_FILE = "answers.jsonl"
 
 
 class RAETask(FrozenBackboneTask):
@@ -59,6 +68,8 @@ class RAETask(FrozenBackboneTask):
         max_length: maximum sequence length (2048 in the paper).
         gradient_checkpointing: recompute LLM activations in backward to save memory.
         max_new_tokens: generation budget per answer at test time.
+        log_val_dialogues: how many validation dialogues (the first ones) are answered by the model and logged
+            to TensorBoard as text after each validation (0 = none; generation costs time).
         force_backbone: use ``ahd_checkpoint`` even when it records another backbone (family or vision
             architecture) than ``backbone`` — a warning instead of the error.
     """
@@ -82,6 +93,7 @@ class RAETask(FrozenBackboneTask):
         max_length: int = 2048,
         gradient_checkpointing: bool = False,
         max_new_tokens: int = 48,
+        log_val_dialogues: int = 2,
         force_backbone: bool = False,
     ) -> None:
         super().__init__()
@@ -118,6 +130,7 @@ class RAETask(FrozenBackboneTask):
                 model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         self.bleu = torch.nn.ModuleDict({k: BLEU4() for k in BLEU_KINDS})
         self.yes_no = YesNoAccuracy()
+        self._answer_rows: list[dict[str, Any]] = []  # per answer, for answers.jsonl (test and predict)
 
     # ---- weights ---------------------------------------------------------------------------------
 
@@ -198,6 +211,30 @@ class RAETask(FrozenBackboneTask):
     def validation_step(self, batch: DialogueBatch, batch_idx: int) -> None:
         loss = self.dialogue_loss(batch)
         self.log("val/loss", loss, prog_bar=True, batch_size=batch.batch_size, sync_dist=True)
+        self._log_sample_dialogues(batch, batch_idx)
+
+    def _log_sample_dialogues(self, batch: DialogueBatch, batch_idx: int) -> None:
+        """The first ``log_val_dialogues`` validation dialogues of rank 0, answered turn by turn by the model,
+        as TensorBoard text (``val/dialogue_<i>``) beside their references."""
+        wanted = self.hparams.get("log_val_dialogues", 0)
+        first = batch_idx * batch.batch_size
+        if (wanted <= first or self.trainer.sanity_checking or self.global_rank != 0
+                or not any(isinstance(lg, TensorBoardLogger) for lg in self.loggers)):
+            return
+        n = min(batch.batch_size, wanted - first)
+        sub = DialogueBatch(frames=batch.frames[:n], turns=batch.turns[:n], records=batch.records[:n],
+                            fps=batch.fps[:n], frame_index=batch.frame_index[:n])
+        rows = self.answer_rows(sub, self.converse(sub))
+        logger = next(lg for lg in self.loggers if isinstance(lg, TensorBoardLogger))
+        for i in range(n):
+            mine = [r for r in rows if r["record"] == record_key(sub.records[i])]
+            lines = [f"**{mine[0]['video_id']}**, frames {mine[0]['frame_range']}" if mine else ""]
+            for r in mine:
+                score = (f" — BLEU-4 {r['bleu4']:.3f}" if r["bleu4"] is not None
+                         else f" — {'correct' if r['correct'] else 'wrong'}" if r["correct"] is not None else "")
+                lines += [f"**Q:** {r['question']}", f"**model:** {r['answer']}",
+                          f"**reference:** {r['reference']}{score}"]
+            logger.experiment.add_text(f"val/dialogue_{first + i}", "\n\n".join(lines), self.global_step)
 
     def configure_optimizers(self) -> dict[str, Any]:
         params = [p for p in self.parameters() if p.requires_grad]
@@ -251,9 +288,34 @@ class RAETask(FrozenBackboneTask):
                 results[b].append((ref, ans))
         return results
 
+    def answer_rows(self, batch: DialogueBatch, conversations: Sequence[Sequence[tuple[Turn, str]]]
+                    ) -> list[dict[str, Any]]:
+        """One ``answers.jsonl`` row per generated answer: the clip (video, record, frame range, sampled frames),
+        the question, the model's answer, the reference, and its score — sentence BLEU-4 against the record's
+        references for text kinds, yes/no correctness for the judgment (``None`` where it does not apply)."""
+        rows = []
+        for b, (record, pairs) in enumerate(zip(batch.records, conversations)):
+            turns = batch.turns[b]
+            questions = [turns[i] for i in range(0, len(turns) - 1, 2)]
+            for turn_idx, ((ref, answer), question) in enumerate(zip(pairs, questions)):
+                bleu = correct = None
+                if ref.kind == "yesno":
+                    correct = normalize_yes_no(answer) == normalize_yes_no(ref.content)
+                elif ref.kind in BLEU_KINDS:
+                    bleu = sentence_bleu4(answer, record.references_for(ref.kind))
+                rows.append({
+                    "video": record.video, "video_id": record.video_id, "record": record_key(record),
+                    "frame_range": None if record.frame_range is None else [int(x) for x in record.frame_range],
+                    "sampled_frames": [int(x) for x in batch.frame_index[b].tolist()],
+                    "turn": turn_idx, "kind": ref.kind, "question": question.content, "answer": answer,
+                    "reference": ref.content, "bleu4": bleu, "correct": correct,
+                })
+        return rows
+
     def test_step(self, batch: DialogueBatch, batch_idx: int) -> None:
-        for record, pairs in zip(batch.records, self.converse(batch)):
-            clip = f"{record.video_id}:{record.frame_range}"
+        conversations = self.converse(batch)
+        for record, pairs in zip(batch.records, conversations):
+            clip = record_key(record)
             for turn_idx, (ref, answer) in enumerate(pairs):
                 # sample ids let the metrics drop clips that DistributedSampler repeats to even out ranks
                 sample_id = [f"{clip}:{turn_idx}"]
@@ -261,6 +323,10 @@ class RAETask(FrozenBackboneTask):
                     self.yes_no.update([answer], [ref.content], sample_ids=sample_id)
                 elif ref.kind in self.bleu:
                     self.bleu[ref.kind].update([answer], [record.references_for(ref.kind)], sample_ids=sample_id)
+        self._answer_rows += self.answer_rows(batch, conversations)
+
+    def on_test_epoch_start(self) -> None:
+        self._answer_rows = []
 
     def on_test_epoch_end(self) -> None:
         values: dict[str, torch.Tensor] = {}
@@ -275,10 +341,42 @@ class RAETask(FrozenBackboneTask):
         self.yes_no.reset()
         if values:
             self.log_dict(values)
+        self._write_answers()
+
+    def on_predict_epoch_start(self) -> None:
+        self._answer_rows = []
 
     def predict_step(self, batch: DialogueBatch, batch_idx: int) -> list[dict[str, Any]]:
-        return [
-            {"video_id": record.video_id, "answers": [{"kind": ref.kind, "question": None, "reference": ref.content,
-                                                       "answer": ans} for ref, ans in pairs]}
-            for record, pairs in zip(batch.records, self.converse(batch))
-        ]
+        rows = self.answer_rows(batch, self.converse(batch))
+        self._answer_rows += rows
+        return rows
+
+    def on_predict_epoch_end(self) -> None:
+        self._write_answers()
+
+    def _write_answers(self) -> None:
+        """Write the collected rows to ``<log_dir>/answers.jsonl``: every rank's rows gathered (DDP), the
+        clips that DistributedSampler repeats dropped, sorted by record and turn, written once by rank 0."""
+        log_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)  # a broadcast under DDP: all ranks
+        rows = self._answer_rows
+        if torch.distributed.is_available() and torch.distributed.is_initialized() \
+                and torch.distributed.get_world_size() > 1:
+            gathered: list[list[dict[str, Any]] | None] = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(gathered, rows)
+            rows = [row for part in gathered for row in (part or [])]
+        self._answer_rows = []
+        if self.global_rank != 0:
+            return
+        unique = {(r["record"], r["turn"]): r for r in rows}
+        ordered = [unique[k] for k in sorted(unique)]
+        log_dir.mkdir(parents=True, exist_ok=True)
+        path = write_text_atomic(log_dir / ANSWERS_FILE,
+                                 "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ordered))
+        rank_zero_info(f"{len(ordered)} answers written to {path}")
+
+
+def record_key(record: DialogueRecord) -> str:
+    """The record's identity in ``answers.jsonl``: ``<video_id>@<start>-<end>`` (``@all`` without a range)."""
+    if record.frame_range is None:
+        return f"{record.video_id}@all"
+    return f"{record.video_id}@{int(record.frame_range[0])}-{int(record.frame_range[1])}"
