@@ -233,7 +233,7 @@ def _rae_config(family_dir: str, ahd: str, dialogues: dict[str, Path], out: Path
     }
 
 
-def _check_answers_file(run_dir: Path, jsonl: Path, tested: dict[str, float]) -> None:
+def _check_answers_file(run_dir: Path, jsonl: Path, tested: dict[str, float]) -> list[dict]:
     """``tvau test`` wrote ``answers.jsonl`` next to its logs: one row per question of every test record, with the
     question and reference of that turn, and scores that recompute (and average to the logged metrics)."""
     found = list(run_dir.rglob(ANSWERS_FILE))
@@ -259,6 +259,7 @@ def _check_answers_file(run_dir: Path, jsonl: Path, tested: dict[str, float]) ->
         assert tested[f"test/bleu4_{kind}"] == pytest.approx(sum(scores) / len(scores), abs=1e-6)
     correct = [r["correct"] for r in rows if r["kind"] == "yesno"]
     assert tested["test/yes_no_accuracy"] == pytest.approx(sum(correct) / len(correct), abs=1e-6)
+    return rows
 
 
 def test_phase_a_then_b_then_test_then_merge(tiny_backbone_dir, ahd_checkpoint, dialogues, tmp_path, cli_runner):
@@ -287,7 +288,11 @@ def test_phase_a_then_b_then_test_then_merge(tiny_backbone_dir, ahd_checkpoint, 
     for key in ("test/yes_no_accuracy", "test/yes_no_balanced_accuracy", "test/bleu4_target",
                 "test/bleu4_trajectory"):
         assert 0.0 <= tested[key] <= 1.0, key
-    _check_answers_file(tmp_path / "b", dialogues["test"] / "phase_b.jsonl", tested)
+    tested_rows = _check_answers_file(tmp_path / "b", dialogues["test"] / "phase_b.jsonl", tested)
+    # `tvau predict` writes the same file (the predict split is the test split) into its own log folder
+    cli_runner(["predict", "--config", str(cfg_b), "--ckpt_path", str(ckpt_b)])
+    files = sorted((tmp_path / "b").rglob(ANSWERS_FILE), key=lambda p: p.stat().st_mtime)
+    assert len(files) == 2 and [json.loads(x) for x in files[1].read_text().splitlines()] == tested_rows
     # phase A's validation logged sample dialogues (model answer beside the reference) as TensorBoard text
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

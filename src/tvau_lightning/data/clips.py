@@ -27,8 +27,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from tvau_lightning.data.feature_cache import CachedClipDataset, collate_cached_clips
 from tvau_lightning.data.transforms import FrameResizeMode, resize_frames, resize_masks
 from tvau_lightning.data.types import ClipSample, collate_clips
 from tvau_lightning.data.video import VideoBackend, VideoReader, resolve_backend
@@ -315,28 +316,133 @@ class VideoClipDataset(Dataset, abc.ABC):
         )
 
 
+class _DecodedBlock:
+    """A reader that serves frames already decoded (one block of a video) and defers anything else to ``reader``."""
+
+    def __init__(self, reader: VideoReader, indices: np.ndarray, frames: torch.Tensor) -> None:
+        self._reader, self._frames = reader, frames
+        self._position = {int(f): k for k, f in enumerate(indices)}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reader, name)
+
+    def read(self, indices: Any) -> torch.Tensor:
+        wanted = [int(f) for f in np.asarray(indices).reshape(-1)]
+        if all(f in self._position for f in wanted):
+            return self._frames[[self._position[f] for f in wanted]]
+        return self._reader.read(indices)
+
+
+def shard_of_process() -> tuple[int, int]:
+    """``(index, count)`` of this process among every DataLoader worker of every DDP rank."""
+    rank, world = 0, 1
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    info = torch.utils.data.get_worker_info()
+    worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+    return rank * workers + worker, world * workers
+
+
+class SequentialEvaluationClips(IterableDataset):
+    """The evaluation clips of a dataset, read video by video from one decoder, each video once, in order.
+
+    A map-style loader hands consecutive clips of a video to different workers, so every worker's decoder
+    jumps over the frames the others read (a seek, or a decode of frames it throws away, per clip). Here the
+    videos are sharded over DDP ranks × DataLoader workers (:func:`shard_of_process`, video ``k`` to shard
+    ``k mod count``), and each shard walks its videos front to back: the frames of one block (``clip_len ×
+    frame_stride`` frames, which hold ``frame_stride`` clips) are decoded in one increasing read and cut into
+    its clips, so no frame is decoded twice and the decoder never seeks. Items are those of ``dataset[i]``
+    (subclass hooks included); every clip is yielded exactly once over all shards.
+    """
+
+    def __init__(self, dataset: VideoClipDataset) -> None:
+        if dataset.sampling != "eval":
+            raise ValueError("SequentialEvaluationClips reads evaluation clips (sampling='eval'); training "
+                             "windows are shuffled and may seek")
+        self.dataset = dataset
+        self._by_video: OrderedDict[str, list[int]] = OrderedDict()
+        for index, (video_id, _) in enumerate(dataset.clips):
+            self._by_video.setdefault(video_id, []).append(index)
+
+    def _videos_of_shard(self) -> list[str]:
+        index, count = shard_of_process()
+        return [v for k, v in enumerate(self._by_video) if k % count == index]
+
+    def __len__(self) -> int:
+        """Clips of this DDP rank (over all its workers)."""
+        rank, world = 0, 1
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        videos = list(self._by_video)
+        return sum(len(self._by_video[v]) for k, v in enumerate(videos) if k % world == rank)
+
+    def __iter__(self):  # noqa: ANN204 - an iterator of ClipSample
+        dataset = self.dataset
+        block = dataset.clip_len * dataset.frame_stride
+        clips = dataset.clips
+        for video_id in self._videos_of_shard():
+            items = self._by_video[video_id]
+            reader = dataset.reader(video_id)
+            start = 0
+            while start < len(items):
+                first = int(clips[items[start]][1][0]) // block
+                end = start
+                while end < len(items) and int(clips[items[end]][1][0]) // block == first:
+                    end += 1
+                frames_of_block = np.unique(np.concatenate([clips[i][1] for i in items[start:end]]))
+                decoded = _DecodedBlock(reader, frames_of_block, reader.read(frames_of_block))
+                dataset._readers[video_id] = decoded
+                try:
+                    for i in items[start:end]:
+                        yield dataset[i]
+                finally:
+                    if dataset._readers.get(video_id) is decoded:
+                        dataset._readers[video_id] = reader
+                start = end
+
+
+def default_num_workers(limit: int = 8) -> int:
+    """DataLoader workers when none are set: the CPU cores this process may use, at most ``limit``."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(int(limit), cores))
+
+
 class VideoClipDataModule(LightningDataModule, abc.ABC):
     """Shared DataModule logic: one dataset per split built on first use, loaders with :attr:`collate_fn`.
 
     Subclasses implement :meth:`_make_dataset`; the train split uses ``train`` sampling (shuffled), the
-    others ``eval`` sampling (every frame once, in order). ``predict`` reads the test split.
+    others ``eval`` sampling (every frame once), read through :class:`SequentialEvaluationClips` (each video
+    once, front to back, videos sharded over workers and ranks). ``predict`` reads the test split.
     ``video_backend`` is the decoder of video files (``auto``: decord if installed, else PyAV).
+    ``num_workers=None`` → :func:`default_num_workers` (the usable cores, at most 8); ``pin_memory=None`` → pin
+    when CUDA is available. Workers persist across epochs. After :meth:`read_from_feature_cache`, every loader
+    serves clips from the feature cache alone (no video opened).
     """
 
     #: how items of this DataModule's datasets are batched
     collate_fn = staticmethod(collate_clips)
 
     def __init__(
-        self, batch_size: int = 1, num_workers: int = 0, pin_memory: bool = False, video_backend: VideoBackend = "auto"
+        self,
+        batch_size: int = 1,
+        num_workers: int | None = 0,
+        pin_memory: bool | None = False,
+        video_backend: VideoBackend = "auto",
     ) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if num_workers is None:
+            num_workers = default_num_workers()
         if num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+            raise ValueError(f"num_workers must be >= 0 (or None for the usable cores), got {num_workers}")
         self.batch_size = batch_size
         self.num_workers = num_workers
-        self.pin_memory = pin_memory
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
+        self._feature_cache: Any | None = None
         resolve_backend(video_backend)
         self.video_backend: VideoBackend = video_backend
         self._datasets: dict[str, Dataset] = {}
@@ -360,13 +466,23 @@ class VideoClipDataModule(LightningDataModule, abc.ABC):
         for split in splits.get(stage, ("train", "val", "test")) if stage else ("train", "val", "test"):
             self.dataset(split)
 
+    def read_from_feature_cache(self, cache: Any | None) -> None:
+        """Serve every split from ``cache`` (a :class:`~tvau_lightning.data.feature_cache.FeatureCache` whose files
+        hold the clips' targets): one file read per clip, no video opened. ``None`` reads the videos again."""
+        self._feature_cache = cache
+
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        dataset, collate = self.dataset(split), self.collate_fn
+        if self._feature_cache is not None:
+            dataset, collate = CachedClipDataset.from_dataset(self._feature_cache, dataset), collate_cached_clips
+        elif isinstance(dataset, VideoClipDataset) and dataset.sampling == "eval":
+            dataset, shuffle = SequentialEvaluationClips(dataset), False
         return DataLoader(
-            self.dataset(split),
+            dataset,
             batch_size=self.batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,
-            collate_fn=self.collate_fn,
+            collate_fn=collate,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
         )

@@ -7,8 +7,15 @@ backbone. Layout of a cache folder::
 
     DIR/manifest.json                                   format version, fingerprint, layers, storage dtype
     DIR/features/<video id, %-quoted>/<first>-<last>-<hash>.safetensors
-        tensors  layer_<i>: (T', H', W', C_vis) per 1-based vision layer i, in the storage dtype
+        tensors  layer_<i>: (T', H', W', C_vis) per 1-based vision layer i (only the AHD's), storage dtype
+                 target.*: the clip's training/evaluation targets (see CLIP_TARGETS), so that a cached epoch
+                 reads this file and nothing else — masks bit-packed, labels, valid, frame_index,
+                 original_size, fps, GT boxes
         metadata video_id, frame_index (JSON list, -1 = padding), fingerprint (hash of the manifest's)
+
+:class:`CachedClipDataset` serves a split from these files alone (no video is opened, no frame decoded):
+features in the batch's extras, targets as the :class:`ClipBatch` fields, and a zero-stride placeholder for the
+frames that were not decoded. Files are read through safetensors' memory map (``safe_open``), each tensor once.
 
 A clip is keyed by its video id and its frame indices as the DataModule yields them (``ClipBatch.frame_index``,
 padding included), so any sampling plan — overlapping training windows, strided evaluation clips — maps to
@@ -38,18 +45,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from torch.utils.data import Dataset
 
 from tvau_lightning.atomic import OUTPUT_MARKER, atomic_path, file_name_for, write_text_atomic
-from tvau_lightning.data.types import ClipBatch
+from tvau_lightning.data.types import ClipBatch, ClipSample, collate_clips
 
 __all__ = [
     "CACHE_FORMAT_VERSION",
+    "CLIP_TARGETS",
+    "CachedClip",
+    "CachedClipDataset",
     "STORAGE_DTYPES",
     "FeatureCache",
     "FeatureCacheError",
     "MissingFeaturesError",
     "attach_cached_features",
+    "clip_targets",
+    "collate_cached_clips",
     "data_fingerprint",
     "dataset_video_paths",
     "video_identity",
@@ -57,8 +71,9 @@ __all__ = [
     "fingerprint_differences",
 ]
 
-#: bumped whenever the file layout or the meaning of a stored tensor changes (2: per-video source identity)
-CACHE_FORMAT_VERSION = 2
+#: bumped whenever the file layout or the meaning of a stored tensor changes (2: per-video source identity;
+#: 3: each clip's targets beside its features)
+CACHE_FORMAT_VERSION = 3
 #: per-video identity file, beside the video's clips
 SOURCE_FILE = "source.json"
 #: bytes read from each end of a video file for its digest
@@ -68,6 +83,12 @@ MANIFEST = "manifest.json"
 STORAGE_DTYPES: dict[str, torch.dtype] = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 #: ``ClipBatch.extras`` key of cached layer ``i``: ``FEATURE_KEY.format(i)``
 FEATURE_KEY = "vision_features.{}"
+#: prefix of the target tensors in a clip file
+TARGET_PREFIX = "target."
+#: the per-clip targets a cache file holds (``ClipSample`` fields; ``gt_boxes``, ``video_labels`` and
+#: ``frame_categories`` only when the dataset gives them)
+CLIP_TARGETS = ("masks", "frame_labels", "frame_index", "valid", "fps", "original_size", "gt_boxes",
+                "video_labels", "frame_categories")
 
 
 class FeatureCacheError(RuntimeError):
@@ -392,9 +413,12 @@ class FeatureCache:
 
     # ---- write / read ----------------------------------------------------------------------------
 
-    def write(self, video_id: str, frame_index: Sequence[int] | torch.Tensor, features: Mapping[int, torch.Tensor]) -> Path:
+    def write(self, video_id: str, frame_index: Sequence[int] | torch.Tensor, features: Mapping[int, torch.Tensor],
+              targets: Mapping[str, Any] | None = None) -> Path:
         """Store one clip's grids ``{layer: (T', H', W', C)}`` (every cached layer) atomically, cast to the
-        storage dtype; values that do not fit it (fp16 overflow) raise instead of being stored as inf."""
+        storage dtype; values that do not fit it (fp16 overflow) raise instead of being stored as inf.
+        ``targets`` (:func:`clip_targets`) are stored beside them, so that :class:`CachedClipDataset` can serve
+        the clip without its video."""
         if sorted(int(k) for k in features) != sorted(self.layers):
             raise FeatureCacheError(f"expected features of layers {self.layers}, got {sorted(features)}")
         from safetensors.torch import save_file
@@ -412,7 +436,10 @@ class FeatureCache:
                 )
             tensors[f"layer_{layer}"] = stored
         frames = _frame_list(frame_index)
-        metadata = {"video_id": video_id, "frame_index": json.dumps(frames), "fingerprint": self._hash}
+        if targets is not None:
+            tensors.update(_encode_targets(targets))
+        metadata = {"video_id": video_id, "frame_index": json.dumps(frames), "fingerprint": self._hash,
+                    "targets": "1" if targets is not None else "0"}
         path = self.path_for(video_id, frames)
         with atomic_path(path) as tmp:
             save_file(tensors, str(tmp), metadata=metadata)
@@ -420,6 +447,13 @@ class FeatureCache:
 
     def read(self, video_id: str, frame_index: Sequence[int] | torch.Tensor) -> dict[int, torch.Tensor]:
         """One clip's grids ``{layer: (T', H', W', C)}`` in the storage dtype (CPU)."""
+        return self.read_clip(video_id, frame_index, targets=False)[0]
+
+    def read_clip(self, video_id: str, frame_index: Sequence[int] | torch.Tensor, *, targets: bool = True
+                  ) -> tuple[dict[int, torch.Tensor], dict[str, Any] | None]:
+        """One clip's grids (as :meth:`read`) and, with ``targets``, its stored targets (:func:`clip_targets`'
+        keys). The file is opened through safetensors' memory map and each tensor read once; a file written
+        without targets raises :class:`FeatureCacheError` when they are asked for."""
         from safetensors import safe_open
 
         frames = _frame_list(frame_index)
@@ -430,6 +464,8 @@ class FeatureCache:
             with safe_open(str(path), framework="pt") as fh:
                 meta = fh.metadata() or {}
                 out = {layer: fh.get_tensor(f"layer_{layer}") for layer in self.layers}
+                names = [k for k in fh.keys() if k.startswith(TARGET_PREFIX)] if targets else []  # noqa: SIM118
+                stored = {k[len(TARGET_PREFIX):]: fh.get_tensor(k) for k in names}
         except Exception as err:  # noqa: BLE001 - re-raised with the file
             raise FeatureCacheError(f"cannot read cached features {path} ({err}); delete the file and fill the cache again") from err
         if meta.get("video_id") != video_id or json.loads(meta.get("frame_index", "null")) != frames:
@@ -438,7 +474,12 @@ class FeatureCache:
         if meta.get("fingerprint") != self._hash:
             raise FeatureCacheError(f"{path} was written with other settings than {self.root / MANIFEST} describes; "
                                     "rebuild the cache with `tvau cache-features ... --overwrite`")
-        return out
+        if not targets:
+            return out, None
+        if meta.get("targets") != "1":
+            raise FeatureCacheError(f"{path} holds features but not the clip's targets, so reading it would still "
+                                    "need the video; fill the cache again with `tvau cache-features ... --overwrite`")
+        return out, _decode_targets(stored, path)
 
     def read_batch(self, video_ids: Sequence[str], frame_index: torch.Tensor) -> dict[int, torch.Tensor]:
         """The grids of a batch of clips: ``{layer: (B, T', H', W', C)}``; ``frame_index`` is ``(B, T)`` as in
@@ -466,6 +507,124 @@ def attach_cached_features(batch: ClipBatch, cache: FeatureCache) -> ClipBatch:
     grids = cache.read_batch(batch.video_id, batch.frame_index)
     for layer, grid in grids.items():
         batch.extras[feature_key(layer)] = grid
+    return batch
+
+
+def clip_targets(batch: ClipBatch, index: int) -> dict[str, Any]:
+    """The targets of clip ``index`` of ``batch`` as a cache file stores them (:data:`CLIP_TARGETS`)."""
+    out: dict[str, Any] = {
+        "masks": batch.masks[index], "frame_labels": batch.frame_labels[index],
+        "frame_index": batch.frame_index[index], "valid": batch.valid[index], "fps": float(batch.fps[index]),
+        "original_size": batch.original_size[index],
+    }
+    if batch.gt_boxes is not None:
+        out["gt_boxes"] = batch.gt_boxes[index]
+    if batch.video_labels is not None:
+        out["video_labels"] = batch.video_labels[index]
+    if batch.frame_categories is not None:
+        out["frame_categories"] = batch.frame_categories[index]
+    return out
+
+
+def _encode_targets(targets: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Target tensors for a clip file: masks bit-packed (``(T, H, W)`` bool → 1 bit per pixel + the shape)."""
+    unknown = sorted(set(targets) - set(CLIP_TARGETS))
+    missing = [k for k in ("masks", "frame_labels", "frame_index", "valid", "fps", "original_size") if k not in targets]
+    if unknown or missing:
+        raise FeatureCacheError(f"clip targets: unknown {unknown}, missing {missing}; expected keys of {CLIP_TARGETS}")
+    out = {}
+    for name, value in targets.items():
+        if name == "masks":
+            masks = torch.as_tensor(value).detach().cpu().bool()
+            out[TARGET_PREFIX + "masks_bits"] = torch.from_numpy(np.packbits(masks.numpy().reshape(-1)))
+            out[TARGET_PREFIX + "masks_shape"] = torch.tensor(masks.shape, dtype=torch.int64)
+        elif name == "fps":
+            out[TARGET_PREFIX + "fps"] = torch.tensor([float(value)], dtype=torch.float64)
+        else:
+            out[TARGET_PREFIX + name] = torch.as_tensor(value).detach().cpu().contiguous()
+    return out
+
+
+def _decode_targets(stored: Mapping[str, torch.Tensor], path: Path) -> dict[str, Any]:
+    try:
+        shape = [int(v) for v in stored["masks_shape"].tolist()]
+        count = int(np.prod(shape))
+        bits = np.unpackbits(stored["masks_bits"].numpy(), count=count)
+        out: dict[str, Any] = {"masks": torch.from_numpy(bits.reshape(shape).astype(bool))}
+        out["fps"] = float(stored["fps"][0])
+        out["original_size"] = tuple(int(v) for v in stored["original_size"].tolist())
+        for name in ("frame_labels", "frame_index", "valid"):
+            out[name] = stored[name]
+    except (KeyError, ValueError) as err:
+        raise FeatureCacheError(f"{path}: the stored clip targets are incomplete ({err}); fill the cache again "
+                                "with `tvau cache-features ... --overwrite`") from err
+    for name in ("gt_boxes", "video_labels", "frame_categories"):
+        out[name] = stored.get(name)
+    return out
+
+
+@dataclass
+class CachedClip:
+    """One item of :class:`CachedClipDataset`: the clip's targets as a :class:`ClipSample` whose ``frames`` is a
+    zero-stride placeholder ``(T, H, W, 3)`` (nothing decoded), and its grids ``{layer: (T', H', W', C)}``."""
+
+    sample: ClipSample
+    features: dict[int, torch.Tensor]
+
+
+class CachedClipDataset(Dataset):
+    """A split served from the feature cache alone: one file read per clip, no video opened.
+
+    Args:
+        cache: the opened cache (its files must hold targets: filled by a current ``tvau cache-features``).
+        clips: ``(video id, frame indices padded with -1 to the clip length)`` per item, in the order of the
+            dataset they replace (:meth:`from_dataset`).
+        frame_size: ``(H, W)`` of the placeholder frames (the DataModule's frame size, which the masks have).
+    """
+
+    def __init__(self, cache: FeatureCache, clips: Sequence[tuple[str, Sequence[int]]],
+                 frame_size: tuple[int, int] | None = None) -> None:
+        self.cache = cache
+        self.clips = [(str(vid), [int(f) for f in frames]) for vid, frames in clips]
+        self.frame_size = None if frame_size is None else (int(frame_size[0]), int(frame_size[1]))
+
+    @classmethod
+    def from_dataset(cls, cache: FeatureCache, dataset: Any) -> CachedClipDataset:
+        """The cached twin of a clip dataset (``dataset.clips`` and ``clip_len``; no video is touched)."""
+        clip_len = int(dataset.clip_len)
+        keys = [(vid, [int(v) for v in idx] + [-1] * (clip_len - len(idx))) for vid, idx in dataset.clips]
+        return cls(cache, keys, getattr(dataset, "frame_size", None))
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, index: int) -> CachedClip:
+        video_id, frames = self.clips[index]
+        features, targets = self.cache.read_clip(video_id, frames)
+        assert targets is not None
+        masks = targets["masks"]
+        placeholder = torch.zeros((), dtype=torch.uint8).expand(*masks.shape, 3)  # (T, H, W, 3), no memory
+        sample = ClipSample(
+            frames=placeholder, masks=masks, frame_labels=targets["frame_labels"],
+            frame_index=targets["frame_index"], valid=targets["valid"], video_id=video_id, fps=targets["fps"],
+            original_size=targets["original_size"], gt_boxes=targets["gt_boxes"],
+            video_labels=targets["video_labels"], frame_categories=targets["frame_categories"],
+        )
+        return CachedClip(sample, features)
+
+
+def collate_cached_clips(items: Sequence[CachedClip]) -> ClipBatch:
+    """Batch :class:`CachedClip` items: targets as :func:`collate_clips` stacks them, the grids under
+    :func:`feature_key` in ``extras``, and ``frames`` a zero-stride ``(B, T, H, W, 3)`` placeholder (its shape
+    gives ``frame_size``; nothing was decoded)."""
+    if not items:
+        raise ValueError("collate_cached_clips needs at least one item")
+    shape = tuple(items[0].sample.frames.shape)
+    samples = [ClipSample(**{**vars(it.sample), "frames": it.sample.frames[:, :0, :0]}) for it in items]
+    batch = collate_clips(samples)
+    batch.frames = torch.zeros((), dtype=torch.uint8).expand(len(items), *shape)
+    for layer in items[0].features:
+        batch.extras[feature_key(layer)] = torch.stack([it.features[layer] for it in items])
     return batch
 
 

@@ -61,7 +61,9 @@ class AnomalyHeatmapDecoder(nn.Module):
         learnable_scale: learn the scale (stored as its log), else keep it fixed.
         fusion: ``softmax`` (weights are a softmax of learnable logits, so they stay positive and sum to
             1) or ``linear`` (raw learnable weights, initialised to 1/L).
-        frame_head: add the optional frame-level classifier (off by default, as in the paper).
+        frame_head: add the optional frame-level classifier (off by default, as in the paper; binary only).
+        num_classes: ``K`` prototypes, row 0 = normal: 2 for the paper's AHD, ``C + 1`` for fine-grained
+            categories (then ``heatmap = 1 − p(normal)`` and ``scores`` its logit, ``logsumexp_{k≥1} l_k − l_0``).
     """
 
     def __init__(
@@ -74,8 +76,13 @@ class AnomalyHeatmapDecoder(nn.Module):
         learnable_scale: bool = False,
         fusion: str = "softmax",
         frame_head: bool = False,
+        num_classes: int = 2,
     ) -> None:
         super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2 (normal + one anomaly class), got {num_classes}")
+        if frame_head and num_classes != 2:
+            raise ValueError("the frame-level head is binary: use it with num_classes=2")
         if not vision_dims:
             raise ValueError("AnomalyHeatmapDecoder needs at least one vision layer")
         if fusion not in ("softmax", "linear"):
@@ -96,12 +103,17 @@ class AnomalyHeatmapDecoder(nn.Module):
         else:
             self.register_buffer("log_scale", log_scale, persistent=True)
         self.frame_head = nn.Linear(4, 2) if frame_head else None
-        self.register_buffer("prototypes", torch.zeros(2, text_dim), persistent=True)
+        self.register_buffer("prototypes", torch.zeros(num_classes, text_dim), persistent=True)
         self.register_buffer("has_prototypes", torch.tensor(False), persistent=True)
 
     @property
     def num_layers(self) -> int:
         return len(self.projections)
+
+    @property
+    def num_classes(self) -> int:
+        """``K``: normal + the anomaly classes (2 for the paper's binary AHD)."""
+        return int(self.prototypes.shape[0])
 
     def set_prototypes(self, prototypes: torch.Tensor) -> None:
         """Store the class prototypes ``(2, D)`` (row 0 normal, row 1 abnormal); saved with the weights."""
@@ -140,8 +152,12 @@ class AnomalyHeatmapDecoder(nn.Module):
                     for v in projected]
             class_maps = torch.einsum("l,lbtchw->btchw", weights.float(), torch.stack(sims))  # Eq. 6
             logits = class_maps * self.log_scale.float().exp()
-            heatmap = logits.softmax(dim=2)[:, :, 1]  # Eq. 7
-            scores = logits[:, :, 1] - logits[:, :, 0]
+            if self.num_classes == 2:
+                heatmap = logits.softmax(dim=2)[:, :, 1]  # Eq. 7
+                scores = logits[:, :, 1] - logits[:, :, 0]
+            else:  # normal + C categories: anomalous = not normal; the score is the logit of 1 − p(normal)
+                heatmap = 1.0 - logits.softmax(dim=2)[:, :, 0]
+                scores = torch.logsumexp(logits[:, :, 1:], dim=2) - logits[:, :, 0]
         frame_logits = None
         if self.frame_head is not None:
             pooled = torch.cat([logits.amax(dim=(-2, -1)), logits.mean(dim=(-2, -1))], dim=-1)  # (B, T', 4)

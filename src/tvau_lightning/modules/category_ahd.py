@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -37,38 +38,12 @@ from tvau_lightning.modules.prompts import PromptBank
 
 
 class CategoryHeatmapDecoder(AnomalyHeatmapDecoder):
-    """The AHD with ``num_classes`` prototypes (row 0 = normal). Arguments as :class:`AnomalyHeatmapDecoder`,
-    plus ``num_classes`` (``C + 1``, at least 2). Returns :class:`AHDOutput` whose ``class_maps``/``logits`` have
-    ``K`` classes on dim 2."""
+    """The AHD with ``num_classes`` prototypes (row 0 = normal): :class:`AnomalyHeatmapDecoder` with
+    ``num_classes = C + 1``; its ``class_maps``/``logits`` have ``K`` classes on dim 2."""
 
-    def __init__(self, vision_dims: Sequence[int], text_dim: int, num_classes: int, **kwargs: object) -> None:
-        super().__init__(vision_dims, text_dim, **kwargs)  # type: ignore[arg-type]
-        if num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2 (normal + one category), got {num_classes}")
-        self.frame_head = None  # the binary frame head has no meaning for K classes
-        self.register_buffer("prototypes", torch.zeros(num_classes, text_dim), persistent=True)
-
-    @property
-    def num_classes(self) -> int:
-        return int(self.prototypes.shape[0])
-
-    def forward(self, features: Sequence[torch.Tensor], prototypes: torch.Tensor | None = None) -> AHDOutput:
-        if len(features) != self.num_layers:
-            raise ValueError(f"expected {self.num_layers} feature layers, got {len(features)}")
-        if prototypes is None:
-            if not bool(self.has_prototypes):
-                raise RuntimeError("no class prototypes: call set_prototypes() or pass prototypes=")
-            prototypes = self.prototypes
-        weights = self.layer_weights()
-        projected = [proj(feat.to(proj[0].weight.dtype)) for proj, feat in zip(self.projections, features)]
-        with torch.autocast(device_type=projected[0].device.type, enabled=False):
-            text = F.normalize(prototypes.float(), dim=-1)
-            sims = [torch.einsum("bthwd,cd->btchw", F.normalize(v.float(), dim=-1), text) for v in projected]
-            class_maps = torch.einsum("l,lbtchw->btchw", weights.float(), torch.stack(sims))
-            logits = class_maps * self.log_scale.float().exp()  # (B, T', K, H', W')
-            heatmap = 1.0 - logits.softmax(dim=2)[:, :, 0]
-            scores = torch.logsumexp(logits[:, :, 1:], dim=2) - logits[:, :, 0]
-        return AHDOutput(class_maps, logits, heatmap, None, weights.detach(), scores)
+    def __init__(self, vision_dims: Sequence[int], text_dim: int, num_classes: int, **kwargs: Any) -> None:
+        kwargs.pop("frame_head", None)  # the binary frame head has no meaning for K classes
+        super().__init__(vision_dims, text_dim, num_classes=num_classes, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------- prototypes

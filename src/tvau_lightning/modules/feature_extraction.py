@@ -2,7 +2,8 @@
 grids of the layers the AHD reads (``tvau cache-features`` is the command around it).
 
 Stage 1 trains only the AHD head on a frozen tower, so the tower's output for a clip never changes between
-epochs. The grids are computed by :meth:`AnomalyHeatmapModel.encode` — the same call training makes — so
+epochs. Each clip file also holds the clip's targets (masks, labels, validity, frame indices, source size, GT
+boxes), so an epoch over the cache opens no video. The grids are computed by :meth:`AnomalyHeatmapModel.encode` — the same call training makes — so
 cached and live features cannot drift apart; the cache's fingerprint is
 :meth:`AnomalyHeatmapModel.feature_identity` (tower weights, config and processor files, compute dtype,
 ``input_size``, layers, the DataModule's frame settings).
@@ -19,7 +20,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from tvau_lightning.data.feature_cache import STORAGE_DTYPES, FeatureCache, FeatureCacheError
+from tvau_lightning.data.feature_cache import STORAGE_DTYPES, FeatureCache, FeatureCacheError, clip_targets
 from tvau_lightning.data.types import collate_clips
 
 
@@ -101,7 +102,8 @@ def fill_feature_cache(
             _, vision = model.encode(batch.frames)
             features = model.layer_features(vision)
             for b, video_id in enumerate(batch.video_id):
-                cache.write(video_id, batch.frame_index[b], {i: f[b] for i, f in zip(layers, features)})
+                cache.write(video_id, batch.frame_index[b], {i: f[b] for i, f in zip(layers, features)},
+                            targets=clip_targets(batch, b))
             if advance is not None:
                 advance(batch.batch_size)
         report.splits[split] = {"clips": len(keys), "written": len(todo), "already_cached": len(keys) - len(todo),

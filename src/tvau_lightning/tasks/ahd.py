@@ -33,7 +33,7 @@ from tvau_lightning.modules.anomaly_model import AnomalyHeatmapModel
 from tvau_lightning.modules.grid import downsample_masks, downsample_valid, upsample_heatmap, upsample_scores
 from tvau_lightning.modules.prompts import PromptBank
 from tvau_lightning.tasks.base import FrozenBackboneTask
-from tvau_lightning.tasks.schedules import warmup_cosine
+from tvau_lightning.tasks.schedules import adamw_warmup_cosine
 
 
 class AHDTask(FrozenBackboneTask):
@@ -185,6 +185,9 @@ class AHDTask(FrozenBackboneTask):
             splits = {"fit": ("train", "val"), "validate": ("val",)}.get(stage, ("test",))
             for split in splits:
                 cache.sync_videos(datamodule.dataset(split), invalidate=False)
+        if datamodule is not None and hasattr(datamodule, "read_from_feature_cache") and \
+                self.hparams.feature_cache_missing == "error":
+            datamodule.read_from_feature_cache(cache)  # batches come from the cache files alone: no video opened
 
     def cached_features(self, batch: ClipBatch) -> list[torch.Tensor] | None:
         """The batch's grids ``(B, T', H', W', C)`` per AHD layer from ``batch.extras``, read from
@@ -249,12 +252,10 @@ class AHDTask(FrozenBackboneTask):
         return loss
 
     def configure_optimizers(self) -> dict[str, Any]:
-        params = [p for p in self.ahd.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        scheduler = warmup_cosine(optimizer, total_steps=total, warmup_ratio=self.hparams.warmup_ratio,
-                                  peak_lr=self.hparams.lr, min_lr=self.hparams.min_lr)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        hp = self.hparams
+        return adamw_warmup_cosine(self.ahd.parameters(), total_steps=self.trainer.estimated_stepping_batches,
+                                   lr=hp.lr, weight_decay=hp.weight_decay, warmup_ratio=hp.warmup_ratio,
+                                   min_lr=hp.min_lr)
 
     # ---- evaluation ------------------------------------------------------------------------------
 

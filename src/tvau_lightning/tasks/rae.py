@@ -291,8 +291,9 @@ class RAETask(FrozenBackboneTask):
     def answer_rows(self, batch: DialogueBatch, conversations: Sequence[Sequence[tuple[Turn, str]]]
                     ) -> list[dict[str, Any]]:
         """One ``answers.jsonl`` row per generated answer: the clip (video, record, frame range, sampled frames),
-        the question, the model's answer, the reference, and its score — sentence BLEU-4 against the record's
-        references for text kinds, yes/no correctness for the judgment (``None`` where it does not apply)."""
+        the question, the model's answer, the reference, and its score — sentence BLEU-4 (best reference) against
+        the record's references of that kind for text answers, yes/no correctness for the judgment (``None``
+        where it does not apply)."""
         rows = []
         for b, (record, pairs) in enumerate(zip(batch.records, conversations)):
             turns = batch.turns[b]
@@ -301,7 +302,7 @@ class RAETask(FrozenBackboneTask):
                 bleu = correct = None
                 if ref.kind == "yesno":
                     correct = normalize_yes_no(answer) == normalize_yes_no(ref.content)
-                elif ref.kind in BLEU_KINDS:
+                elif record.references_for(ref.kind):  # every text answer (the test metrics: BLEU_KINDS)
                     bleu = sentence_bleu4(answer, record.references_for(ref.kind))
                 rows.append({
                     "video": record.video, "video_id": record.video_id, "record": record_key(record),

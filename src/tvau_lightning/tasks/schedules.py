@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from typing import Any
 
+import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
@@ -27,3 +30,16 @@ def warmup_cosine(optimizer: Optimizer, *, total_steps: int, warmup_ratio: float
         return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return LambdaLR(optimizer, factor)
+
+
+def adamw_warmup_cosine(params: Iterable[torch.nn.Parameter], *, total_steps: int, lr: float, weight_decay: float,
+                        warmup_ratio: float, min_lr: float) -> dict[str, Any]:
+    """AdamW on the trainable ``params`` with :func:`warmup_cosine` stepped per optimizer step — the
+    ``configure_optimizers`` return value of the stage-1 tasks."""
+    trainable = [p for p in params if p.requires_grad]
+    if not trainable:
+        raise ValueError("nothing to train: no parameter requires a gradient")
+    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay)
+    scheduler = warmup_cosine(optimizer, total_steps=max(1, int(total_steps)), warmup_ratio=warmup_ratio,
+                              peak_lr=lr, min_lr=min_lr)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

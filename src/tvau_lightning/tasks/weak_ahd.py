@@ -41,7 +41,7 @@ from tvau_lightning.modules.category_ahd import (
 from tvau_lightning.modules.grid import downsample_masks, downsample_valid, steps_to_frames, upsample_scores
 from tvau_lightning.modules.prompts import PromptBank
 from tvau_lightning.tasks.base import FrozenBackboneTask
-from tvau_lightning.tasks.schedules import warmup_cosine
+from tvau_lightning.tasks.schedules import adamw_warmup_cosine
 
 
 class WeakAHDTask(FrozenBackboneTask):
@@ -199,12 +199,10 @@ class WeakAHDTask(FrozenBackboneTask):
         return loss
 
     def configure_optimizers(self) -> dict[str, Any]:
-        params = [p for p in self.ahd.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        scheduler = warmup_cosine(optimizer, total_steps=total, warmup_ratio=self.hparams.warmup_ratio,
-                                  peak_lr=self.hparams.lr, min_lr=self.hparams.min_lr)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        hp = self.hparams
+        return adamw_warmup_cosine(self.ahd.parameters(), total_steps=self.trainer.estimated_stepping_batches,
+                                   lr=hp.lr, weight_decay=hp.weight_decay, warmup_ratio=hp.warmup_ratio,
+                                   min_lr=hp.min_lr)
 
     # ---- evaluation ------------------------------------------------------------------------------
 
