@@ -95,7 +95,8 @@ demo-dialogue: $(STAMP)  ## stage 2 on the demo (after make demo): dialogue data
 	$(BIN)/tvau merge-lora --ckpt $(DEMO_DIR)/runs/rae_phase_a/checkpoints/best.ckpt --out $(DEMO_DIR)/runs/rae_phase_a/merged
 	$(BIN)/tvau fit --config configs/demo/rae_phase_b_tiny.yaml
 	$(BIN)/tvau test --config configs/demo/rae_phase_b_tiny.yaml --ckpt_path $(DEMO_DIR)/runs/rae_phase_b/checkpoints/best.ckpt
-	@echo "Stage-2 demo done: dialogues in $(DEMO_DIR)/dialogues, checkpoints in $(DEMO_DIR)/runs/rae_phase_{a,b}"
+	@echo "Stage-2 demo done: dialogues in $(DEMO_DIR)/dialogues, checkpoints in $(DEMO_DIR)/runs/rae_phase_{a,b}," \
+	  "every test answer beside its question and reference in $$(ls -t $(DEMO_DIR)/runs/rae_phase_b/tensorboard/*/answers.jsonl | head -n1)"
 
 demo-weak: $(STAMP)  ## synthetic UCF-Crime → tiny backbone → weakly supervised category AHD from video labels → AUC, AP, mAP@tIoU (CPU)
 	rm -rf $(DEMO_DIR)/runs/weak_ahd

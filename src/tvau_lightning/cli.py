@@ -136,7 +136,11 @@ def main(args: Sequence[str] | None = None) -> int:
         print(__version__)
         return 0
     if argv[0] in TOOL_COMMANDS:
-        return _run_tool(argv[0], argv[1:])
+        try:
+            return _run_tool(argv[0], argv[1:])
+        except KeyboardInterrupt:  # staged outputs were already removed by their context managers
+            print(f"tvau {argv[0]}: interrupted", file=sys.stderr)
+            return 130
     if argv[0] not in LIGHTNING_COMMANDS:
         known = ", ".join([*LIGHTNING_COMMANDS, *sorted(TOOL_COMMANDS)])
         print(f"tvau: unknown command {argv[0]!r}; commands: {known}", file=sys.stderr)

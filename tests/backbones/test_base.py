@@ -144,12 +144,17 @@ def test_labels_cover_assistant_answers_and_their_end_of_turn_only(family, load_
     adapter = load_tiny(family)
     video = adapter.preprocess_video(make_clips(2, NUM_FRAMES, frame_size))
     inputs = adapter.build_dialogue_inputs(DIALOGUES, video=video, num_prompt_tokens=NUM_PROMPTS)
-    suffix = adapter.chat_format.assistant_suffix
+    fmt = adapter.chat_format
+    end_of_turn = adapter.tokenizer(fmt.assistant_suffix, add_special_tokens=False)["input_ids"][:1]
     for row, turns in enumerate(DIALOGUES):
         expected = []
         for turn in turns:
-            if turn.role == "assistant":
-                expected += adapter.tokenizer(turn.content + suffix, add_special_tokens=False)["input_ids"]
+            if turn.role == "assistant":  # the answer and its end-of-turn token; the space before the answer
+                # only where the tokenizer merges it into the answer's first word
+                ids = adapter.tokenizer(fmt.answer_separator + turn.content, add_special_tokens=False)["input_ids"]
+                if fmt.answer_separator and not adapter.tokenizer.decode(ids[:1]).strip():
+                    ids = ids[1:]
+                expected += ids + end_of_turn
         labelled = inputs.labels[row][inputs.labels[row] != IGNORE_INDEX]
         assert labelled.tolist() == expected
         assert torch.equal(labelled, inputs.input_ids[row][inputs.labels[row] != IGNORE_INDEX])

@@ -173,11 +173,18 @@ def test_labels_only_on_assistant_turns(family, tiny_backbone_dir):
     bb = load(tiny_backbone_dir(family))
     video = bb.preprocess_video(clips(2, 2, (32, 32)))
     inputs = bb.build_dialogue_inputs(DIALOGUES, video=video, num_prompt_tokens=4)
-    suffix = bb.chat_format.assistant_suffix
+    fmt = bb.chat_format
+    end_of_turn = bb.tokenizer(fmt.assistant_suffix, add_special_tokens=False)["input_ids"][:1]
+
+    def answer_ids(content: str) -> list[int]:  # the space before an answer only where merged into its first word
+        ids = bb.tokenizer(fmt.answer_separator + content, add_special_tokens=False)["input_ids"]
+        return ids[1:] if fmt.answer_separator and not bb.tokenizer.decode(ids[:1]).strip() else ids
+
     n_vis = bb.visual_tokens_per_clip(video)
     for row, turns in enumerate(DIALOGUES):
         labelled = inputs.labels[row][inputs.labels[row] != IGNORE_INDEX]
-        answers = "".join(t.content + suffix for t in turns if t.role == "assistant")
+        answers = bb.tokenizer.decode([i for t in turns if t.role == "assistant"
+                                       for i in answer_ids(t.content) + end_of_turn])
         assert bb.tokenizer.decode(labelled) == answers
         assert torch.equal(labelled, inputs.input_ids[row][inputs.labels[row] != IGNORE_INDEX])
         assert int(inputs.visual_mask[row].sum()) == n_vis

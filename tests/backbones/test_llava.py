@@ -152,8 +152,8 @@ def test_llava_chat_text(tiny_backbone_dir):
     video = bb.preprocess_video(frames(2, (32, 32)))
     inputs = bb.build_dialogue_inputs([QUESTION], video=video, num_prompt_tokens=2, add_generation_prompt=True)
     expected = (
-        "<s>" + VICUNA_SYSTEM + "USER: " + _literal(bb, 2 * 64, 2) + "Is there any anomaly?"
-        "ASSISTANT:Yes.</s>USER: Where?ASSISTANT:"
+        "<s>" + VICUNA_SYSTEM + " USER: " + _literal(bb, 2 * 64, 2) + "Is there any anomaly?"
+        " ASSISTANT: Yes.</s>USER: Where? ASSISTANT:"
     )
     assert bb.tokenizer.decode(inputs.input_ids[0]) == expected
     assert bb.generation_eos_token_ids() == [bb.tokenizer.eos_token_id]
@@ -163,7 +163,7 @@ def test_llava_next_chat_text(tiny_backbone_dir):
     bb = load(tiny_backbone_dir("llava_next"))
     video = bb.preprocess_video(frames(2, (32, 32)))
     inputs = bb.build_dialogue_inputs([QUESTION], video=video, num_prompt_tokens=2, add_generation_prompt=True)
-    expected = "<s>[INST] " + _literal(bb, 2 * 64, 2) + "Is there any anomaly? [/INST]Yes.</s>[INST] Where? [/INST]"
+    expected = "<s>[INST] " + _literal(bb, 2 * 64, 2) + "Is there any anomaly? [/INST] Yes.</s>[INST] Where? [/INST]"
     assert bb.tokenizer.decode(inputs.input_ids[0]) == expected
     # a Llama-based 1.6 checkpoint chats like LLaVA-1.5; other text models (the 34B) use ChatML
     bb.model.config.text_config.model_type = "llama"

@@ -56,8 +56,8 @@ def analyzed(fitted_ahd, tmp_path_factory):
 
 def test_output_files(analyzed):
     _, out = analyzed
-    assert sorted(p.name for p in out.iterdir()) == [".tvau-output", "overlay.mp4", "regions.json", "scores.csv",
-                                                     "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".tvau-output", "overlay.mp4", "regions.json", "report.html",
+                                                     "report_media", "scores.csv", "summary.json"]
     assert not list(out.parent.glob(".result.*")), "staging folders left behind"
 
 

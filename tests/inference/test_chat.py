@@ -120,7 +120,7 @@ def test_analyze_with_rae_writes_the_answers_of_converse(fitted_ahd, fitted_rae,
     assert tvau(["analyze", str(video.path), "--rae-ckpt", str(fitted_rae.checkpoint), "--out", str(out),
                  "--quiet"]) == 0
     assert sorted(p.name for p in out.iterdir()) == [".tvau-output", "answers.json", "overlay.mp4", "regions.json",
-                                                     "scores.csv", "summary.json"]
+                                                     "report.html", "report_media", "scores.csv", "summary.json"]
     doc = json.loads((out / "answers.json").read_text())
     assert [(a["kind"], a["question"]) for a in doc["answers"]] == list(STANDARD_QUESTIONS)
     assert doc["frames_used"] == sample_frame_indices(0, video.num_frames - 1, fitted_rae.num_frames).tolist()

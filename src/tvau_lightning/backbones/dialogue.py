@@ -1,6 +1,13 @@
 """Dialogue assembly (SPEC §2): chat markup, token layout with visual tokens and K prompt slots, the
 language-model forward with labels, and generation.
 
+The token sequence is the backbone's own chat template (``tokenizer.apply_chat_template``; the template a
+:class:`ChatFormat` spells out when the tokenizer has none) tokenised in one piece, as the real checkpoint saw
+it in training — never segment by segment, which can differ at the joins (a SentencePiece ``▁``, a merged
+newline). The video enters the first user message as the family's collapsed visual marker (its placeholder
+token once, e.g. ``<|vision_start|><|video_pad|><|vision_end|>``); after tokenisation the marker's tokens are
+replaced by the family's full visual block and the K anomaly-prompt slots are spliced in right after it.
+
 :class:`DialogueMixin` is one of the bases of :class:`~tvau_lightning.backbones.base.BackboneAdapter`; it uses
 the adapter's text contract (``tokenize``, ``get_input_embeddings``, ``max_context_length``, ``tokenizer``,
 ``model``, ``_placeholder_id``, ``_require_language_model``). A family supplies :attr:`~DialogueMixin.chat_format`
@@ -10,6 +17,7 @@ and :meth:`~DialogueMixin.visual_placeholder`, and overrides the ``language_mode
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -64,13 +72,34 @@ class DialogueInputs:
 
 @dataclass(frozen=True)
 class ChatFormat:
-    """The family's chat markup, as literal strings around each message (special tokens included)."""
+    """The family's chat markup, as literal strings around each message (special tokens included).
+
+    ``answer_separator`` goes between the assistant header and an answer but not at the end of a generation
+    prompt (Vicuna's ``ASSISTANT: Yes`` vs the prompt ``ASSISTANT:``). :meth:`jinja` writes it as a chat
+    template; the adapter uses it only when the tokenizer brings no template of its own.
+    """
 
     system: str | None
     user_prefix: str
     user_suffix: str
     assistant_prefix: str
     assistant_suffix: str
+    answer_separator: str = ""
+
+    def jinja(self) -> str:
+        """This markup as a Jinja chat template over string contents (``add_generation_prompt`` supported)."""
+        def lit(text: str | None) -> str:
+            return "{{ " + repr(text or "") + " }}"
+
+        return (
+            lit(self.system)
+            + "{% for message in messages %}{% if message['role'] == 'user' %}"
+            + lit(self.user_prefix) + "{{ message['content'] }}" + lit(self.user_suffix)
+            + "{% elif message['role'] == 'assistant' %}"
+            + lit(self.assistant_prefix) + lit(self.answer_separator) + "{{ message['content'] }}"
+            + lit(self.assistant_suffix)
+            + "{% endif %}{% endfor %}{% if add_generation_prompt %}" + lit(self.assistant_prefix) + "{% endif %}"
+        )
 
     @classmethod
     def chatml(cls, system_message: str | None) -> ChatFormat:
@@ -110,6 +139,88 @@ class DialogueMixin(ABC):
     def num_visual_tokens(self, video: VideoInputs) -> int:
         return sum(len(s.ids) for s in self.visual_placeholder(video) if s.kind == "visual")
 
+    def chat_template(self) -> str:
+        """The Jinja chat template dialogues are rendered with: the tokenizer's own, else
+        :meth:`ChatFormat.jinja` of :attr:`chat_format`."""
+        template = getattr(self.tokenizer, "chat_template", None)
+        if isinstance(template, dict):
+            template = template.get("default")
+        return template or self.chat_format.jinja()
+
+    def visual_marker(self, video: VideoInputs) -> list[int]:
+        """The family's visual block with each run of visual tokens collapsed to one placeholder: the ids the
+        chat template renders for one video before the processor expands it."""
+        ids: list[int] = []
+        for seg in self.visual_placeholder(video):
+            ids += seg.ids[:1] if seg.kind == "visual" else seg.ids
+        return ids
+
+    def render_dialogue(self, turns: Sequence[Turn], *, marker: str = "", add_generation_prompt: bool = False
+                        ) -> tuple[str, list[tuple[int, int, str]]]:
+        """The chat-template text of one dialogue (``marker`` opening the first user message) and the
+        character span ``(start, end, role)`` of every message's content (the marker excluded)."""
+        messages = [{"role": t.role, "content": (marker if i == 0 else "") + t.content} for i, t in enumerate(turns)]
+        try:
+            text = self.tokenizer.apply_chat_template(messages, chat_template=self.chat_template(), tokenize=False,
+                                                      add_generation_prompt=add_generation_prompt)
+        except Exception as error:  # a processor-style template that wants typed content: use the chat format
+            warnings.warn(f"the tokenizer's chat template cannot render plain-text messages ({error}); using the "
+                          f"{type(self).__name__} chat format", RuntimeWarning, stacklevel=2)
+            text = self.tokenizer.apply_chat_template(messages, chat_template=self.chat_format.jinja(),
+                                                      tokenize=False, add_generation_prompt=add_generation_prompt)
+        spans, cursor = [], 0
+        for message, turn in zip(messages, turns):
+            start = text.find(message["content"], cursor)
+            if start < 0:
+                raise ValueError(f"the chat template of {type(self).__name__} rewrites message text "
+                                 f"({message['content'][:40]!r} not found in its output); its turns cannot be located")
+            cursor = start + len(message["content"])
+            spans.append((start + len(message["content"]) - len(turn.content), cursor, turn.role))
+        return text, spans
+
+    def _dialogue_segments(self, turns: Sequence[Turn], visual: list[_Segment], marker_ids: list[int],
+                           num_prompt_tokens: int, add_generation_prompt: bool) -> list[_Segment]:
+        """One dialogue as segments: the chat-template text tokenised in one piece, the marker's tokens
+        replaced by ``visual``, the prompt slots after it, assistant answers (+ their end-of-turn token)
+        trainable."""
+        marker = self.tokenizer.decode(marker_ids, skip_special_tokens=False,
+                                       clean_up_tokenization_spaces=False) if marker_ids else ""
+        text, spans = self.render_dialogue(turns, marker=marker, add_generation_prompt=add_generation_prompt)
+        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+        splice = spans[0][0]  # where the first user content (after the marker) starts
+        marker_start = splice - len(marker)
+        eos = set(self.generation_eos_token_ids())
+        trainable = [False] * len(ids)
+        for m, (start, end, role) in enumerate(spans):
+            if role != "assistant":
+                continue
+            stop = spans[m + 1][0] if m + 1 < len(spans) else len(text)
+            closing = False
+            for i, (a, b) in enumerate(offsets):
+                if b > start and a < end and b > a:
+                    trainable[i] = True
+                elif end <= a < stop and not closing and ids[i] in eos:
+                    trainable[i] = closing = True  # the answer's end-of-turn token: the model learns to stop
+        segs: list[_Segment] = []
+        placed = False
+        for i, (tid, (a, b)) in enumerate(zip(ids, offsets)):
+            if not placed:
+                if marker and (a < marker_start < b or a < splice < b):
+                    raise ValueError(f"{type(self).__name__}: a token of the chat template straddles the visual "
+                                     f"marker ({text[a:b]!r}); the video cannot be spliced in exactly")
+                if marker and marker_start <= a and b <= splice:
+                    continue  # a marker token: the visual block replaces it
+                if b > splice:
+                    segs.extend(_Segment(list(v.ids), v.kind, False, v.token_type) for v in visual)
+                    if num_prompt_tokens:
+                        segs.append(_Segment([self._placeholder_id] * num_prompt_tokens, "prompt"))
+                    placed = True
+            segs.append(_Segment([tid], trainable=trainable[i]))
+        if not placed:
+            raise ValueError(f"{type(self).__name__}: the first user message was not found in the tokenised dialogue")
+        return segs
+
     def build_dialogue_inputs(
         self,
         dialogues: Sequence[Sequence[Turn]],
@@ -120,11 +231,13 @@ class DialogueMixin(ABC):
         padding_side: str = "right",
         max_length: int | None = None,
     ) -> DialogueInputs:
-        """Lay out a batch of dialogues as ``[visual tokens, K prompt slots, Q1, A1, …]`` token ids.
+        """Lay out a batch of dialogues in the backbone's chat template, with the visual tokens and
+        ``num_prompt_tokens`` anomaly-prompt slots opening the first user message.
 
-        The visual block and the ``num_prompt_tokens`` slots sit at the start of the first user message.
-        Labels cover assistant answers and their end-of-turn markup only. With ``add_generation_prompt``
+        Labels cover assistant answers and their end-of-turn token only. With ``add_generation_prompt``
         each dialogue must end with a user turn and the assistant header is appended (for ``generate``).
+        Apart from the visual block and the prompt slots, the ids are exactly
+        ``tokenizer.apply_chat_template`` of the dialogue with the collapsed visual marker.
 
         Raises:
             ContextOverflowError: a dialogue longer than ``max_length`` or the model's context.
@@ -133,31 +246,15 @@ class DialogueMixin(ABC):
             raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
         if video is not None and video.batch_size != len(dialogues):
             raise ValueError(f"{len(dialogues)} dialogues but the video batch has {video.batch_size} clips")
-        fmt = self.chat_format
         visual = self.visual_placeholder(video) if video is not None else []
+        marker_ids = self.visual_marker(video) if video is not None else []
         rows: list[list[_Segment]] = []
         for turns in dialogues:
             if not turns or turns[0].role != "user":
                 raise ValueError("a dialogue must start with a user turn")
             if add_generation_prompt and turns[-1].role != "user":
                 raise ValueError("add_generation_prompt=True needs dialogues that end with a user turn")
-            segs: list[_Segment] = []
-            if fmt.system is not None:
-                segs.append(_Segment(self.tokenize(fmt.system)))
-            for i, turn in enumerate(turns):
-                if turn.role == "user":
-                    segs.append(_Segment(self.tokenize(fmt.user_prefix)))
-                    if i == 0:
-                        segs.extend(_Segment(list(s.ids), s.kind, False, s.token_type) for s in visual)
-                        if num_prompt_tokens:
-                            segs.append(_Segment([self._placeholder_id] * num_prompt_tokens, "prompt"))
-                    segs.append(_Segment(self.tokenize(turn.content + fmt.user_suffix)))
-                else:
-                    segs.append(_Segment(self.tokenize(fmt.assistant_prefix)))
-                    segs.append(_Segment(self.tokenize(turn.content + fmt.assistant_suffix), trainable=True))
-            if add_generation_prompt:
-                segs.append(_Segment(self.tokenize(fmt.assistant_prefix)))
-            rows.append(segs)
+            rows.append(self._dialogue_segments(turns, visual, marker_ids, num_prompt_tokens, add_generation_prompt))
 
         limit = min(max_length or self.max_context_length, self.max_context_length)
         lengths = [sum(len(s.ids) for s in segs) for segs in rows]

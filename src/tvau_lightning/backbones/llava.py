@@ -86,15 +86,15 @@ class _LlavaFamily(TinyHooks, FrameTowerAdapter):
         return self.tokenizer.bos_token or ""
 
     def _vicuna_format(self) -> ChatFormat:
-        # Segments are tokenized one by one; the formats are written for Llama/Mistral SentencePiece
-        # tokenizers, which prefix each segment with "▁" — that prefix plays the space before "ASSISTANT:"
-        # and before each answer, so no segment carries a trailing space that would become a lone "▁".
+        # Vicuna v1 as LLaVA-1.5 was trained on: "<s>{system} USER: {q} ASSISTANT: {a}</s>USER: …"; the
+        # dialogue is tokenised in one piece (backbones/dialogue.py), so the spaces are written out
         return ChatFormat(
-            system=self._bos() + VICUNA_SYSTEM,
+            system=self._bos() + VICUNA_SYSTEM + " ",
             user_prefix="USER: ",
-            user_suffix="",
+            user_suffix=" ",
             assistant_prefix="ASSISTANT:",
             assistant_suffix=self.tokenizer.eos_token or "</s>",
+            answer_separator=" ",
         )
 
     # ---- tiny models -----------------------------------------------------------------------------
@@ -219,6 +219,7 @@ class LlavaNextAdapter(_LlavaFamily):
                 user_suffix=" [/INST]",
                 assistant_prefix="",
                 assistant_suffix=self.tokenizer.eos_token or "</s>",
+                answer_separator=" ",
             )
         if text_type == "llama":
             return self._vicuna_format()

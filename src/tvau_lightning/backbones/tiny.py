@@ -290,9 +290,12 @@ def build_tiny_backbone(
         torch.manual_seed(seed)
         model = cls.tiny_model(seed, tokenizer, **overrides)
     model = model.float().eval()
+    config = BackboneConfig(path=f"<tiny {family} seed={seed}>", dtype="float32")
+    adapter = cls(model, tokenizer, config, vision_only=False)
+    # the family's chat markup as the tokenizer's chat template, as real checkpoints ship one
+    tokenizer.chat_template = adapter.chat_format.jinja()
     if out_dir is None:
-        config = BackboneConfig(path=f"<tiny {family} seed={seed}>", dtype="float32")
-        return cls(model, tokenizer, config, vision_only=False)
+        return adapter
 
     out_dir = Path(out_dir)
     extra_files = cls.tiny_processor_files(model)

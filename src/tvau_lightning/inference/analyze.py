@@ -34,6 +34,9 @@ so a failure never leaves a partial result):
 ``answers.json`` (with ``--rae-ckpt``)
     ``{"video": str, "frames_used": [...], "fps": float, "answers": [{"kind", "question", "answer"}, ...]}`` —
     the judgment, target, trajectory and temporal-anchor questions asked in order as one dialogue.
+``report.html`` and ``report_media/`` (written by :mod:`tvau_lightning.report` from the command)
+    one self-contained page to look at the result: the video with a toggleable heatmap overlay and track-coloured
+    boxes, the clickable score timeline, the track list and the answers.
 ``summary.json``
     what was run (checkpoints, frame size, clip length, device, dtype) and a few numbers (max score, frames
     above 0.5, regions, tracks, frame AUC when labels with both classes are known — frames ranked by the AHD's
@@ -76,7 +79,7 @@ from tvau_lightning.modules.grid import (
 )
 from tvau_lightning.visualize import decorate_frame, overlay_heatmap, score_strip, strip_cursor
 
-OUTPUT_FILES = ("overlay.mp4", "scores.csv", "regions.json", "summary.json")
+OUTPUT_FILES = ("overlay.mp4", "scores.csv", "regions.json", "summary.json", "report.html", "report_media")
 
 
 # --------------------------------------------------------------------------------------------------

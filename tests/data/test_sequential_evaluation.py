@@ -1,0 +1,100 @@
+"""Evaluation reads each video once, front to back: :class:`SequentialEvaluationClips` yields exactly the items
+of the map-style dataset, each clip once over all shards (DataLoader workers × DDP ranks), and its decoder only
+ever moves forward (never a seek back, never a frame decoded twice); DataModule loader defaults."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import IterableDataset
+
+from tvau_lightning.data import clips as clips_module
+from tvau_lightning.data.clips import SequentialEvaluationClips, default_num_workers
+from tvau_lightning.data.ubnormal import UBnormalDataModule
+
+
+def make_data(dataset, **kwargs) -> UBnormalDataModule:
+    return UBnormalDataModule(root=str(dataset.root), split_dir=str(dataset.split_dir), clip_len=4,
+                              frame_size=(32, 48), **kwargs)
+
+
+class _ForwardOnlyReader:
+    """Wraps a reader; records every read and fails on a read that goes back or repeats a frame."""
+
+    def __init__(self, reader, log: list[int]) -> None:
+        self._reader, self.log = reader, log
+
+    def __getattr__(self, name):  # noqa: ANN001, ANN204
+        return getattr(self._reader, name)
+
+    def read(self, indices):  # noqa: ANN001, ANN202
+        frames = [int(f) for f in np.asarray(indices).reshape(-1)]
+        if self.log and frames and frames[0] <= self.log[-1]:
+            raise AssertionError(f"decoder moved back: frame {frames[0]} after {self.log[-1]}")
+        assert frames == sorted(set(frames)), f"not one increasing read: {frames}"
+        self.log.extend(frames)
+        return self._reader.read(indices)
+
+
+def _key(sample) -> tuple[str, tuple[int, ...]]:
+    return sample.video_id, tuple(sample.frame_index.tolist())
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_sequential_items_equal_the_map_items_and_never_seek(small_ubnormal, stride, monkeypatch):
+    dm = make_data(small_ubnormal, frame_stride=stride)
+    dataset = dm.dataset("test")
+    expected = {_key(dataset[i]): dataset[i] for i in range(len(dataset))}
+    logs: dict[str, list[int]] = {}
+    original = type(dataset)._open_reader
+
+    def forward_only(self, video_id):  # noqa: ANN001, ANN202
+        return _ForwardOnlyReader(original(self, video_id), logs.setdefault(video_id, []))
+
+    monkeypatch.setattr(type(dataset), "_open_reader", forward_only)
+    dataset._readers.clear()
+    got = list(SequentialEvaluationClips(dataset))
+    assert len(got) == len(dataset) == len(SequentialEvaluationClips(dataset))
+    assert len({_key(s) for s in got}) == len(got)  # each clip once
+    for sample in got:
+        ref = expected[_key(sample)]
+        assert torch.equal(sample.frames, ref.frames) and torch.equal(sample.masks, ref.masks)
+        assert torch.equal(sample.valid, ref.valid) and torch.equal(sample.frame_labels, ref.frame_labels)
+    for video_id, log in logs.items():  # every frame of every video decoded once, in order
+        assert log == list(range(dataset.num_frames(video_id))), video_id
+
+
+def test_videos_are_sharded_over_workers_and_ranks(small_ubnormal, monkeypatch):
+    dataset = make_data(small_ubnormal).dataset("test")
+    sequential = SequentialEvaluationClips(dataset)
+    seen: list[tuple[str, tuple[int, ...]]] = []
+    videos_per_shard = []
+    count = 3  # e.g. 3 workers on one rank, or 3 ranks of one worker
+    for index in range(count):
+        monkeypatch.setattr(clips_module, "shard_of_process", lambda index=index: (index, count))
+        items = list(sequential)
+        videos_per_shard.append({s.video_id for s in items})
+        seen += [_key(s) for s in items]
+    assert sorted(seen) == sorted(_key(dataset[i]) for i in range(len(dataset)))
+    for a in range(count):  # a video belongs to one shard only
+        for b in range(a + 1, count):
+            assert not videos_per_shard[a] & videos_per_shard[b]
+
+
+def test_loaders_read_evaluation_splits_sequentially_and_training_as_a_map(small_ubnormal):
+    dm = make_data(small_ubnormal)
+    assert isinstance(dm.val_dataloader().dataset, IterableDataset)
+    assert isinstance(dm.test_dataloader().dataset, SequentialEvaluationClips)
+    assert not isinstance(dm.train_dataloader().dataset, IterableDataset)
+    with pytest.raises(ValueError, match="sampling='eval'"):
+        SequentialEvaluationClips(dm.dataset("train"))
+
+
+def test_loader_defaults_follow_the_machine(small_ubnormal):
+    auto = make_data(small_ubnormal, num_workers=None, pin_memory=None)
+    assert auto.num_workers == default_num_workers() >= 1
+    assert auto.pin_memory == torch.cuda.is_available()
+    assert default_num_workers(limit=1) == 1
+    loader = auto.val_dataloader()
+    assert loader.persistent_workers and loader.num_workers == auto.num_workers

@@ -1,0 +1,78 @@
+"""Cached epochs that only read the cache: every clip file holds the clip's targets, the DataModule serves the
+splits from the files alone once the task opened its cache, and an epoch (training + validation) decodes no
+frame — the video reader raises if it is ever opened (tiny Qwen2.5-VL, small synthetic UBnormal, CPU)."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import pytest
+import torch
+
+from tvau_lightning.backbones.types import BackboneConfig
+from tvau_lightning.data.feature_cache import CachedClipDataset, FeatureCache, collate_cached_clips, feature_key
+from tvau_lightning.data.types import collate_clips
+from tvau_lightning.data.ubnormal import UBnormalDataModule
+from tvau_lightning.modules.feature_extraction import fill_feature_cache
+from tvau_lightning.tasks.ahd import AHDTask
+
+
+def make_task(qwen_dir, **kwargs) -> AHDTask:
+    torch.manual_seed(0)
+    return AHDTask(BackboneConfig(path=str(qwen_dir), dtype="float32"), logit_scale=10.0, log_heatmaps=0, **kwargs)
+
+
+def make_data(dataset) -> UBnormalDataModule:
+    return UBnormalDataModule(root=str(dataset.root), split_dir=str(dataset.split_dir), clip_len=8,
+                              frame_size=(64, 96))
+
+
+@pytest.fixture(scope="module")
+def cache_dir(small_ubnormal, tiny_qwen_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cached_epoch") / "cache"
+    fill_feature_cache(make_task(tiny_qwen_dir), make_data(small_ubnormal), out, splits=("train", "val"))
+    return out
+
+
+def test_cache_files_hold_each_clips_targets(cache_dir, small_ubnormal):
+    dataset = make_data(small_ubnormal).dataset("val")
+    cached = CachedClipDataset.from_dataset(FeatureCache.open(cache_dir), dataset)
+    assert len(cached) == len(dataset) > 0
+    for i in range(len(dataset)):
+        live, item = dataset[i], cached[i]
+        got = item.sample
+        assert torch.equal(got.masks, live.masks) and got.masks.dtype == torch.bool
+        for name in ("frame_labels", "frame_index", "valid"):
+            assert torch.equal(getattr(got, name), getattr(live, name)), name
+        assert got.original_size == tuple(live.original_size) and got.fps == pytest.approx(live.fps)
+        assert got.video_id == live.video_id
+        assert (got.gt_boxes is None) == (live.gt_boxes is None)
+        if live.gt_boxes is not None:
+            assert torch.equal(got.gt_boxes, live.gt_boxes)
+        assert got.frames.shape == live.frames.shape and got.frames.stride() == (0, 0, 0, 0)
+    batch = collate_cached_clips([cached[0], cached[1]])
+    reference = collate_clips([dataset[0], dataset[1]])
+    assert batch.frame_size == reference.frame_size and torch.equal(batch.masks, reference.masks)
+    assert feature_key(1) in batch.extras and batch.extras[feature_key(1)].shape[0] == 2
+
+
+def test_a_cached_epoch_opens_no_video(cache_dir, small_ubnormal, tiny_qwen_dir, tmp_path, monkeypatch):
+    dm = make_data(small_ubnormal)
+    datasets = [dm.dataset("train"), dm.dataset("val")]
+    opened: list[str] = []
+
+    def no_video(self, video_id):  # noqa: ANN001, ANN202
+        opened.append(video_id)
+        raise AssertionError(f"a cached epoch opened video {video_id}")
+
+    for ds in datasets:
+        ds._readers.clear()
+        monkeypatch.setattr(type(ds), "_open_reader", no_video)
+    task = make_task(tiny_qwen_dir, feature_cache=str(cache_dir))
+    calls: list[int] = []
+    task.backbone.visual.register_forward_hook(lambda *_: calls.append(1))
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(tmp_path))
+    trainer.fit(task, datamodule=dm)
+    assert opened == [] and calls == []
+    assert trainer.num_training_batches == len(datasets[0]) and "val/micro_auc" in trainer.callback_metrics
+    assert torch.isfinite(trainer.callback_metrics["train/loss"])
