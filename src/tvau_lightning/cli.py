@@ -81,15 +81,15 @@ def _run_tool(name: str, argv: Sequence[str]) -> int:
 
 
 def lightning_cli(args: Sequence[str] | None = None, run: bool = True) -> Any:
-    """Build the LightningCLI: any task (a :class:`FrozenBackboneTask`) and any DataModule (a
+    """Build the LightningCLI: any task (a LightningModule: the library's tasks, or your own) and any DataModule (a
     :class:`VideoClipDataModule`) of the library, chosen by class name (``--model AHDTask --data
     UBnormalDataModule``) or by ``class_path`` in a YAML config. Importing the modules that define them is what
     lets jsonargparse resolve the short names and list them in ``--help``."""
+    from lightning.pytorch import LightningModule
     from lightning.pytorch.cli import LightningCLI
 
     from tvau_lightning.data.clips import VideoClipDataModule
     from tvau_lightning.evaluation import EvaluationArtifacts
-    from tvau_lightning.tasks.base import FrozenBackboneTask
 
     for module in (
         "tvau_lightning.tasks.ahd",
@@ -111,7 +111,7 @@ def lightning_cli(args: Sequence[str] | None = None, run: bool = True) -> Any:
             parser.add_lightning_class_args(EvaluationArtifacts, "eval_artifacts")
 
     return TvauCLI(
-        model_class=FrozenBackboneTask,
+        model_class=LightningModule,
         datamodule_class=VideoClipDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
