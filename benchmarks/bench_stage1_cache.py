@@ -30,8 +30,8 @@ from tvau_lightning.atomic import write_text_atomic
 from tvau_lightning.backbones.types import BackboneConfig
 from tvau_lightning.data.synthetic import write_synthetic_ubnormal
 from tvau_lightning.data.ubnormal import UBnormalDataModule
-from tvau_lightning.tasks.ahd import AHDTask
 from tvau_lightning.modules.feature_extraction import fill_feature_cache
+from tvau_lightning.tasks.ahd import AHDTask
 
 
 class TrainTimer(Callback):

@@ -65,20 +65,25 @@ def test_sequential_items_equal_the_map_items_and_never_seek(small_ubnormal, str
         assert log == list(range(dataset.num_frames(video_id))), video_id
 
 
-def test_videos_are_sharded_over_workers_and_ranks(small_ubnormal, monkeypatch):
-    dataset = make_data(small_ubnormal).dataset("test")
+def test_videos_are_sharded_over_workers_and_ranks(synthetic_ubnormal, monkeypatch):
+    dataset = make_data(synthetic_ubnormal).dataset("test")
     sequential = SequentialEvaluationClips(dataset)
+    assert len({v for v, _ in dataset.clips}) >= 3
     seen: list[tuple[str, tuple[int, ...]]] = []
     videos_per_shard = []
-    count = 3  # e.g. 3 workers on one rank, or 3 ranks of one worker
-    for index in range(count):
-        monkeypatch.setattr(clips_module, "shard_of_process", lambda index=index: (index, count))
-        items = list(sequential)
-        videos_per_shard.append({s.video_id for s in items})
-        seen += [_key(s) for s in items]
+    world, workers = 2, 2
+    for rank in range(world):
+        per_rank = 0
+        for worker in range(workers):
+            monkeypatch.setattr(clips_module, "shard_of_process", lambda r=rank, w=worker: (r, world, w, workers))
+            items = list(sequential)
+            per_rank += len(items)
+            videos_per_shard.append({s.video_id for s in items})
+            seen += [_key(s) for s in items]
+        assert len(sequential) == per_rank  # __len__ counts the rank's clips over all its workers
     assert sorted(seen) == sorted(_key(dataset[i]) for i in range(len(dataset)))
-    for a in range(count):  # a video belongs to one shard only
-        for b in range(a + 1, count):
+    for a in range(len(videos_per_shard)):  # a video belongs to one shard only
+        for b in range(a + 1, len(videos_per_shard)):
             assert not videos_per_shard[a] & videos_per_shard[b]
 
 

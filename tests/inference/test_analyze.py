@@ -27,10 +27,13 @@ def _abnormal_test_video(fitted_ahd):
 
 
 def _read_video(path: Path) -> tuple[np.ndarray, float]:
-    import decord
+    """Every frame and the fps, decoded with PyAV directly (independently of tvau's video readers)."""
+    import av
 
-    reader = decord.VideoReader(str(path))
-    return reader.get_batch(list(range(len(reader)))).asnumpy(), float(reader.get_avg_fps())
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(stream)])
+        return frames, float(stream.average_rate)
 
 
 def _iou(a, b) -> float:

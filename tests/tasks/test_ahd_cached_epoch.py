@@ -9,7 +9,12 @@ import pytest
 import torch
 
 from tvau_lightning.backbones.types import BackboneConfig
-from tvau_lightning.data.feature_cache import CachedClipDataset, FeatureCache, collate_cached_clips, feature_key
+from tvau_lightning.data.feature_cache import (
+    CachedClipDataset,
+    FeatureCache,
+    collate_cached_clips,
+    feature_key,
+)
 from tvau_lightning.data.types import collate_clips
 from tvau_lightning.data.ubnormal import UBnormalDataModule
 from tvau_lightning.modules.feature_extraction import fill_feature_cache

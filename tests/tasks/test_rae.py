@@ -108,13 +108,13 @@ def test_loss_only_on_assistant_answers(tiny_backbone_dir, ahd_checkpoint, dialo
     video, _, prompts = task.encode_clips(batch.frames, batch.fps)
     inputs = task.backbone.build_dialogue_inputs(batch.turns, video=video, num_prompt_tokens=prompts.shape[1])
     tok = task.backbone.tokenizer
-    suffix = task.backbone.chat_format.assistant_suffix
+    end_of_turn = task.backbone.tokenize("<|im_end|>")  # Qwen's (ChatML) end of an assistant turn
     for b, turns in enumerate(batch.turns):
         labelled = inputs.labels[b][inputs.labels[b] != -100].tolist()
         expected = []
         for t in turns:
             if t.role == "assistant":
-                expected += task.backbone.tokenize(t.content + suffix)
+                expected += task.backbone.tokenize(t.content) + end_of_turn
         assert labelled == expected, tok.decode(labelled)
         assert not (inputs.labels[b] != -100)[inputs.visual_mask[b] | inputs.prompt_mask[b]].any()
 

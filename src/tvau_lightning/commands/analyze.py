@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Analyze one video: heatmap overlay video, per-frame scores, regions and tracks, and (with a "
                     "stage-2 checkpoint) answers to the standard questions.",
     )
-    parser.add_argument("video", help="a video file (anything decord reads) or a folder of numbered frame images")
+    parser.add_argument("video", help="a video file (mp4, avi, mkv, … — anything FFmpeg decodes) or a folder of numbered frame images")
     parser.add_argument("--out", required=True, help="output folder (created; replaced only with --overwrite)")
     parser.add_argument("--ckpt", help="stage-1 AHD checkpoint (.ckpt); optional when --rae-ckpt names its own")
     parser.add_argument("--rae-ckpt", help="stage-2 RAE checkpoint: also write answers.json")
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=positive_int, default=1, help="clips per forward pass (default 1)")
     parser.add_argument("--fps", type=positive_float, help="frame rate of a frame folder (default 24), or to override a file's")
     parser.add_argument("--video-backend", default="auto", choices=("auto", "decord", "pyav", "torchcodec"),
-                        help="decoder of video files (default auto: decord if installed, else PyAV)")
+                        help="decoder of video files (default auto: decord if installed, except .avi files; else PyAV)")
     parser.add_argument("--labels", help="ground-truth frame labels (.npy, UBnormal *_tracks.txt, or 0/1 text)")
     parser.add_argument("--threshold", type=float, default=0.5, help="heatmap threshold of regions (default 0.5)")
     parser.add_argument("--link-iou", type=unit_interval, default=0.1, help="box IoU linking regions into tracks (0.1)")

@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--split-seed", type=nonnegative_int, help="ShanghaiTech tvau protocol: split seed (default 0)")
     src.add_argument("--fps", type=positive_float, help="frame rate of frame-folder videos (default 24)")
     src.add_argument("--video-backend", choices=("auto", "decord", "pyav", "torchcodec"),
-                     help="decoder of video files (default auto: decord if installed, else PyAV)")
+                     help="decoder of video files (default auto: decord if installed, except .avi files; else PyAV)")
     src.add_argument("--unlabelled", choices=("error", "normal"),
                      help="folder: a video without labels or masks is an error (default) or normal")
     src.add_argument("--normal-videos", choices=("include", "exclude"),

@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--clip-len", type=positive_int, help="AHD clip length, if the stage-1 checkpoint does not record it")
     parser.add_argument("--fps", type=positive_float, help="frame rate of a frame folder (default 24)")
     parser.add_argument("--video-backend", default="auto", choices=("auto", "decord", "pyav", "torchcodec"),
-                        help="decoder of video files (default auto: decord if installed, else PyAV)")
+                        help="decoder of video files (default auto: decord if installed, except .avi files; else PyAV)")
     parser.add_argument("--max-new-tokens", type=positive_int, help="longest answer in tokens (default: the checkpoint's)")
     parser.add_argument("--out", default=".", help="folder for /heatmap files without a path (default: here)")
     parser.add_argument("--transcript", help="write the dialogue to this JSON file at the end")

@@ -328,28 +328,31 @@ class _DecodedBlock:
 
     def read(self, indices: Any) -> torch.Tensor:
         wanted = [int(f) for f in np.asarray(indices).reshape(-1)]
-        if all(f in self._position for f in wanted):
-            return self._frames[[self._position[f] for f in wanted]]
-        return self._reader.read(indices)
+        if not wanted or not all(f in self._position for f in wanted):
+            return self._reader.read(indices)
+        rows = [self._position[f] for f in wanted]
+        if rows == list(range(rows[0], rows[0] + len(rows))):
+            return self._frames[rows[0] : rows[0] + len(rows)]  # the whole block (frame_stride 1): a view
+        return self._frames.index_select(0, torch.tensor(rows))
 
 
-def shard_of_process() -> tuple[int, int]:
-    """``(index, count)`` of this process among every DataLoader worker of every DDP rank."""
+def shard_of_process() -> tuple[int, int, int, int]:
+    """``(rank, world size, worker id, workers)`` of this process: its DDP rank and its DataLoader worker."""
     rank, world = 0, 1
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
     info = torch.utils.data.get_worker_info()
     worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-    return rank * workers + worker, world * workers
+    return rank, world, worker, workers
 
 
 class SequentialEvaluationClips(IterableDataset):
     """The evaluation clips of a dataset, read video by video from one decoder, each video once, in order.
 
     A map-style loader hands consecutive clips of a video to different workers, so every worker's decoder
-    jumps over the frames the others read (a seek, or a decode of frames it throws away, per clip). Here the
-    videos are sharded over DDP ranks × DataLoader workers (:func:`shard_of_process`, video ``k`` to shard
-    ``k mod count``), and each shard walks its videos front to back: the frames of one block (``clip_len ×
+    jumps over the frames the others read (a seek, or a decode of frames it throws away, per clip). Here whole
+    videos are sharded (:func:`shard_of_process`): video ``k`` goes to DDP rank ``k mod world``, and within a
+    rank its ``j``-th video to worker ``j mod workers``; each shard walks its videos front to back: the frames of one block (``clip_len ×
     frame_stride`` frames, which hold ``frame_stride`` clips) are decoded in one increasing read and cut into
     its clips, so no frame is decoded twice and the decoder never seeks. Items are those of ``dataset[i]``
     (subclass hooks included); every clip is yielded exactly once over all shards.
@@ -364,17 +367,17 @@ class SequentialEvaluationClips(IterableDataset):
         for index, (video_id, _) in enumerate(dataset.clips):
             self._by_video.setdefault(video_id, []).append(index)
 
+    def _videos_of_rank(self, rank: int, world: int) -> list[str]:
+        return [v for k, v in enumerate(self._by_video) if k % world == rank]
+
     def _videos_of_shard(self) -> list[str]:
-        index, count = shard_of_process()
-        return [v for k, v in enumerate(self._by_video) if k % count == index]
+        rank, world, worker, workers = shard_of_process()
+        return self._videos_of_rank(rank, world)[worker::workers]
 
     def __len__(self) -> int:
         """Clips of this DDP rank (over all its workers)."""
-        rank, world = 0, 1
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-        videos = list(self._by_video)
-        return sum(len(self._by_video[v]) for k, v in enumerate(videos) if k % world == rank)
+        rank, world, _, _ = shard_of_process()
+        return sum(len(self._by_video[v]) for v in self._videos_of_rank(rank, world))
 
     def __iter__(self):  # noqa: ANN204 - an iterator of ClipSample
         dataset = self.dataset

@@ -9,13 +9,14 @@ backbone. Layout of a cache folder::
     DIR/features/<video id, %-quoted>/<first>-<last>-<hash>.safetensors
         tensors  layer_<i>: (T', H', W', C_vis) per 1-based vision layer i (only the AHD's), storage dtype
                  target.*: the clip's training/evaluation targets (see CLIP_TARGETS), so that a cached epoch
-                 reads this file and nothing else — masks bit-packed, labels, valid, frame_index,
+                 reads this file and nothing else — masks (bool), labels, valid, frame_index,
                  original_size, fps, GT boxes
         metadata video_id, frame_index (JSON list, -1 = padding), fingerprint (hash of the manifest's)
 
 :class:`CachedClipDataset` serves a split from these files alone (no video is opened, no frame decoded):
 features in the batch's extras, targets as the :class:`ClipBatch` fields, and a zero-stride placeholder for the
-frames that were not decoded. Files are read through safetensors' memory map (``safe_open``), each tensor once.
+frames that were not decoded. Files are memory-mapped (:func:`map_safetensors`): a clip's tensors are views of the
+mapping, so the only copy of the bytes is the one its consumer makes (the host → GPU transfer).
 
 A clip is keyed by its video id and its frame indices as the DataModule yields them (``ClipBatch.frame_index``,
 padding included), so any sampling plan — overlapping training windows, strided evaluation clips — maps to
@@ -35,8 +36,10 @@ names of the replaced videos. A video only touched or copied (other time, same d
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import mmap
 import os
 import shutil
 import sys
@@ -45,7 +48,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -69,6 +71,7 @@ __all__ = [
     "video_identity",
     "feature_key",
     "fingerprint_differences",
+    "map_safetensors",
 ]
 
 #: bumped whenever the file layout or the meaning of a stored tensor changes (2: per-video source identity;
@@ -452,20 +455,17 @@ class FeatureCache:
     def read_clip(self, video_id: str, frame_index: Sequence[int] | torch.Tensor, *, targets: bool = True
                   ) -> tuple[dict[int, torch.Tensor], dict[str, Any] | None]:
         """One clip's grids (as :meth:`read`) and, with ``targets``, its stored targets (:func:`clip_targets`'
-        keys). The file is opened through safetensors' memory map and each tensor read once; a file written
+        keys). The file is memory-mapped (:func:`map_safetensors`): the tensors are views of the mapping, read
+        from the page cache when first used (e.g. by the copy to the GPU), never copied here; a file written
         without targets raises :class:`FeatureCacheError` when they are asked for."""
-        from safetensors import safe_open
-
         frames = _frame_list(frame_index)
         path = self.path_for(video_id, frames)
         if not path.is_file():
             raise MissingFeaturesError(self._missing_message([(video_id, frames)]))
         try:
-            with safe_open(str(path), framework="pt") as fh:
-                meta = fh.metadata() or {}
-                out = {layer: fh.get_tensor(f"layer_{layer}") for layer in self.layers}
-                names = [k for k in fh.keys() if k.startswith(TARGET_PREFIX)] if targets else []  # noqa: SIM118
-                stored = {k[len(TARGET_PREFIX):]: fh.get_tensor(k) for k in names}
+            tensors, meta = map_safetensors(path)
+            out = {layer: tensors[f"layer_{layer}"] for layer in self.layers}
+            stored = {k[len(TARGET_PREFIX):]: v for k, v in tensors.items() if k.startswith(TARGET_PREFIX)}
         except Exception as err:  # noqa: BLE001 - re-raised with the file
             raise FeatureCacheError(f"cannot read cached features {path} ({err}); delete the file and fill the cache again") from err
         if meta.get("video_id") != video_id or json.loads(meta.get("frame_index", "null")) != frames:
@@ -510,6 +510,43 @@ def attach_cached_features(batch: ClipBatch, cache: FeatureCache) -> ClipBatch:
     return batch
 
 
+#: ``madvise`` advice that maps a range's pages without copying them (``MADV_POPULATE_READ``, Linux 5.14)
+_MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)
+#: safetensors dtype names → torch dtypes (those a cache file holds)
+_SAFETENSORS_DTYPES = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32, "F64": torch.float64,
+                       "I64": torch.int64, "I32": torch.int32, "U8": torch.uint8, "BOOL": torch.bool}
+
+
+def map_safetensors(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and metadata of a safetensors file as views of a private memory map of it (the pages of the
+    page cache mapped, nothing copied). Layout (the safetensors format): 8 bytes little-endian header length,
+    a JSON header ``{name: {dtype, shape, data_offsets}, "__metadata__": {...}}``, then the data. A tensor whose
+    offset is not aligned to its element size is copied instead of viewed."""
+    with open(path, "rb") as fh:
+        # private copy-on-write: a consumer that writes into a tensor gets its own copy of that page (a read-only
+        # mapping would crash it instead), and the file is never changed. Not MAP_POPULATE: on a writable private
+        # mapping it would copy every page up front.
+        mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_COPY)
+    # map the page-cache pages in one call (read-only until written; Linux ≥ 5.14), not one fault per 4 KiB; an
+    # older kernel refuses the advice and the pages fault in on first use
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        mapped.madvise(_MADV_POPULATE_READ)
+    size = int.from_bytes(mapped[:8], "little")
+    header = json.loads(mapped[8 : 8 + size])
+    meta = header.pop("__metadata__", None) or {}
+    data = torch.frombuffer(mapped, dtype=torch.uint8)[8 + size :]
+    out = {}
+    for name, info in header.items():
+        dtype = _SAFETENSORS_DTYPES[info["dtype"]]
+        start, end = (int(v) for v in info["data_offsets"])
+        raw = data[start:end]
+        item = torch.empty((), dtype=dtype).element_size()
+        if (8 + size + start) % item:
+            raw = raw.clone()
+        out[name] = raw.view(dtype).reshape([int(v) for v in info["shape"]])
+    return out, meta
+
+
 def clip_targets(batch: ClipBatch, index: int) -> dict[str, Any]:
     """The targets of clip ``index`` of ``batch`` as a cache file stores them (:data:`CLIP_TARGETS`)."""
     out: dict[str, Any] = {
@@ -527,17 +564,15 @@ def clip_targets(batch: ClipBatch, index: int) -> dict[str, Any]:
 
 
 def _encode_targets(targets: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    """Target tensors for a clip file: masks bit-packed (``(T, H, W)`` bool → 1 bit per pixel + the shape)."""
+    """Target tensors for a clip file (``target.<name>``; ``fps`` as a float64 ``(1,)``)."""
     unknown = sorted(set(targets) - set(CLIP_TARGETS))
     missing = [k for k in ("masks", "frame_labels", "frame_index", "valid", "fps", "original_size") if k not in targets]
     if unknown or missing:
         raise FeatureCacheError(f"clip targets: unknown {unknown}, missing {missing}; expected keys of {CLIP_TARGETS}")
     out = {}
     for name, value in targets.items():
-        if name == "masks":
-            masks = torch.as_tensor(value).detach().cpu().bool()
-            out[TARGET_PREFIX + "masks_bits"] = torch.from_numpy(np.packbits(masks.numpy().reshape(-1)))
-            out[TARGET_PREFIX + "masks_shape"] = torch.tensor(masks.shape, dtype=torch.int64)
+        if name == "masks":  # bool, 1 byte per pixel: read back as a view of the mapped file, no unpacking
+            out[TARGET_PREFIX + "masks"] = torch.as_tensor(value).detach().cpu().bool().contiguous()
         elif name == "fps":
             out[TARGET_PREFIX + "fps"] = torch.tensor([float(value)], dtype=torch.float64)
         else:
@@ -547,10 +582,7 @@ def _encode_targets(targets: Mapping[str, Any]) -> dict[str, torch.Tensor]:
 
 def _decode_targets(stored: Mapping[str, torch.Tensor], path: Path) -> dict[str, Any]:
     try:
-        shape = [int(v) for v in stored["masks_shape"].tolist()]
-        count = int(np.prod(shape))
-        bits = np.unpackbits(stored["masks_bits"].numpy(), count=count)
-        out: dict[str, Any] = {"masks": torch.from_numpy(bits.reshape(shape).astype(bool))}
+        out: dict[str, Any] = {"masks": stored["masks"]}
         out["fps"] = float(stored["fps"][0])
         out["original_size"] = tuple(int(v) for v in stored["original_size"].tolist())
         for name in ("frame_labels", "frame_index", "valid"):
@@ -620,11 +652,22 @@ def collate_cached_clips(items: Sequence[CachedClip]) -> ClipBatch:
     if not items:
         raise ValueError("collate_cached_clips needs at least one item")
     shape = tuple(items[0].sample.frames.shape)
-    samples = [ClipSample(**{**vars(it.sample), "frames": it.sample.frames[:, :0, :0]}) for it in items]
-    batch = collate_clips(samples)
+    if len(items) == 1:  # one clip: views of its (memory-mapped) tensors, nothing copied
+        s = items[0].sample
+        one = lambda t: None if t is None else t.unsqueeze(0)  # noqa: E731
+        batch = ClipBatch(frames=s.frames, masks=one(s.masks), frame_labels=one(s.frame_labels),
+                          frame_index=one(s.frame_index), valid=one(s.valid), video_id=[s.video_id],
+                          fps=torch.tensor([float(s.fps)], dtype=torch.float32),
+                          original_size=torch.tensor([list(s.original_size)], dtype=torch.int64),
+                          gt_boxes=None if s.gt_boxes is None else [s.gt_boxes], video_labels=one(s.video_labels),
+                          frame_categories=one(s.frame_categories))
+    else:
+        samples = [ClipSample(**{**vars(it.sample), "frames": it.sample.frames[:, :0, :0]}) for it in items]
+        batch = collate_clips(samples)
     batch.frames = torch.zeros((), dtype=torch.uint8).expand(len(items), *shape)
     for layer in items[0].features:
-        batch.extras[feature_key(layer)] = torch.stack([it.features[layer] for it in items])
+        grids = [it.features[layer] for it in items]
+        batch.extras[feature_key(layer)] = grids[0].unsqueeze(0) if len(grids) == 1 else torch.stack(grids)
     return batch
 
 

@@ -4,6 +4,11 @@ The frozen AHD (from a stage-1 checkpoint) turns each clip into class heatmaps; 
 prompt tokens placed after the visual tokens; the language model (LoRA on q_proj/v_proj) learns to answer
 on assistant turns only. Trainable: RAE (+ its markers) and LoRA; checkpoints hold exactly those.
 
+Schedule (paper §4.1): AdamW, cosine from ``lr`` to ``min_lr`` (0 by default), validation and checkpointing every
+``val_every_n_steps`` *optimizer* steps (:mod:`tvau_lightning.tasks.step_validation`). ``tvau test`` and ``tvau
+predict`` write every generated answer to ``<log_dir>/answers.jsonl`` (:meth:`RAETask.answer_rows`); validation
+logs a few sample dialogues to TensorBoard.
+
 Ablations (paper Table 4) are switches: ``use_ahd=False`` feeds the RAE zero heatmaps (it degenerates to a
 learned soft prompt), ``use_rae=False`` injects no prompt tokens, ``lora=None`` keeps the LLM frozen; all
 three off is the zero-shot backbone.
@@ -19,6 +24,7 @@ from typing import Any
 import torch
 from lightning.pytorch import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities import rank_zero_info
 
 from tvau_lightning.atomic import write_text_atomic
@@ -54,7 +60,8 @@ class RAETask(FrozenBackboneTask):
         use_rae: inject RAE prompt tokens (off: no prompt tokens — "w/o RAE").
         lora: LoRA settings for the language model, ``None`` = no LoRA (frozen LLM).
         init_checkpoint: an earlier ``RAETask`` checkpoint whose RAE weights start this run (phase B starts
-            from phase A; its LoRA is expected to be merged into ``backbone`` already).
+            from phase A; its LoRA is expected to be merged into ``backbone`` already — or it had none, the
+            ``phase_a_lora: false`` variant, whose ``merge-lora`` folder is the unchanged backbone).
         rae_hidden_channels: ``C_h`` of the RAE conv backbone.
         rae_conv_layers: conv+GELU layers of the RAE.
         num_base_tokens: learnable base prompts (10).
@@ -63,13 +70,14 @@ class RAETask(FrozenBackboneTask):
         weight_decay: AdamW weight decay.
         warmup_ratio: warm-up fraction of the cosine schedule.
         val_every_n_steps: validate (and so save through ``ModelCheckpoint(monitor="val/loss")``) every this many
-            *optimizer* steps, whatever ``accumulate_grad_batches`` is (paper: 100); ``None`` leaves the
-            trainer's own ``val_check_interval`` (which counts batches) in charge.
+            *optimizer* steps, whatever ``accumulate_grad_batches`` is, and after the last step (paper: 100);
+            ``None`` leaves the trainer's own ``val_check_interval`` (which counts batches) in charge.
         max_length: maximum sequence length (2048 in the paper).
         gradient_checkpointing: recompute LLM activations in backward to save memory.
         max_new_tokens: generation budget per answer at test time.
         log_val_dialogues: how many validation dialogues (the first ones) are answered by the model and logged
-            to TensorBoard as text after each validation (0 = none; generation costs time).
+            to TensorBoard as text after each validation (0 = none; generation costs time; skipped under
+            sharded strategies such as FSDP).
         force_backbone: use ``ahd_checkpoint`` even when it records another backbone (family or vision
             architecture) than ``backbone`` — a warning instead of the error.
     """
@@ -89,7 +97,7 @@ class RAETask(FrozenBackboneTask):
         min_lr: float = 0.0,
         weight_decay: float = 0.0,
         warmup_ratio: float = 0.03,
-        val_every_n_steps: int | None = None,
+        val_every_n_steps: int | None = 100,
         max_length: int = 2048,
         gradient_checkpointing: bool = False,
         max_new_tokens: int = 48,
@@ -218,7 +226,10 @@ class RAETask(FrozenBackboneTask):
         as TensorBoard text (``val/dialogue_<i>``) beside their references."""
         wanted = self.hparams.get("log_val_dialogues", 0)
         first = batch_idx * batch.batch_size
-        if (wanted <= first or self.trainer.sanity_checking or self.global_rank != 0
+        # rank 0 generates alone: fine on one device or under DDP (full weights on every rank), not where the
+        # weights are sharded (FSDP, DeepSpeed), which would need every rank in each generation step
+        sharded = self.trainer.world_size > 1 and not isinstance(self.trainer.strategy, DDPStrategy)
+        if (wanted <= first or self.trainer.sanity_checking or self.global_rank != 0 or sharded
                 or not any(isinstance(lg, TensorBoardLogger) for lg in self.loggers)):
             return
         n = min(batch.batch_size, wanted - first)

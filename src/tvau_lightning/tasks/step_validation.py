@@ -31,8 +31,8 @@ class ValidateEveryOptimizerSteps(Callback):
         self.at_end = at_end
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if stage != "fit":
-            return
+        if stage != "fit" or not trainer.limit_val_batches:
+            return  # no validation to schedule (limit_val_batches=0 keeps Lightning's epoch-end checkpointing)
         interval = trainer.val_check_interval
         if getattr(trainer, "_val_check_time_interval", None) is not None or not (
                 isinstance(interval, float) and interval == 1.0):
@@ -44,7 +44,7 @@ class ValidateEveryOptimizerSteps(Callback):
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        if not self.at_end:
+        if not self.at_end or not trainer.limit_val_batches:
             return
         loop = trainer.fit_loop
         max_steps_reached = 0 < loop.max_steps <= trainer.global_step
