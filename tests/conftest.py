@@ -113,8 +113,8 @@ def fitted_rae(tmp_path_factory, fitted_ahd):
 
     import yaml
 
-    from tvau_lightning.commands.build_dataset import build_dataset_main
     from tvau_lightning.cli import lightning_cli
+    from tvau_lightning.commands.build_dataset import build_dataset_main
 
     out = tmp_path_factory.mktemp("fitted_rae")
     data = fitted_ahd.data

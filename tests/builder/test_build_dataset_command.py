@@ -5,9 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from tvau_lightning.commands.build_dataset import build_dataset_main, build_parser, make_annotator, merge_config
 from tvau_lightning.builder.openai_http import OpenAIChatAnnotator
 from tvau_lightning.builder.pipeline import settings_from_dict
+from tvau_lightning.commands.build_dataset import (
+    build_dataset_main,
+    build_parser,
+    make_annotator,
+    merge_config,
+)
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs" / "builder").glob("*.yaml"))
 

@@ -82,9 +82,8 @@ ANGLES = [30.0, 50.0, 55.0, 60.0, 65.0, 70.0, 75.0, 80.0, 85.0]
 @pytest.mark.parametrize("autocast", [False, True])
 def test_saturated_heatmaps_still_give_distinct_ordered_frame_scores(autocast):
     ahd, features = _decoder_on_angles(ANGLES)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-        with torch.no_grad():
-            out = ahd([features.to(torch.bfloat16) if autocast else features])
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast), torch.no_grad():
+        out = ahd([features.to(torch.bfloat16) if autocast else features])
     assert out.scores.dtype == torch.float32 and out.class_maps.dtype == torch.float32
     heat = upsample_heatmap(out.heatmap, num_frames=len(ANGLES), frame_size=(8, 12), temporal_factor=1)
     by_heatmap = frame_scores(heat)[0]
