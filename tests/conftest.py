@@ -129,7 +129,8 @@ def fitted_rae(tmp_path_factory, fitted_ahd):
         "model": {"class_path": "tvau_lightning.tasks.rae.RAETask",
                   "init_args": {"backbone": {"path": str(fitted_ahd.backbone), "dtype": "float32"},
                                 "ahd_checkpoint": str(fitted_ahd.checkpoint),
-                                "lora": {"rank": 4, "alpha": 8, "dropout": 0.0}, "lr": 2.0e-3, "max_new_tokens": 6}},
+                                "lora": {"rank": 4, "alpha": 8, "dropout": 0.0}, "lr": 2.0e-3, "max_new_tokens": 6,
+                                "allow_sampling_mismatch": True}},  # 4 frames spread over each record
         "data": {"class_path": "tvau_lightning.data.dialogue.DialogueDataModule",
                  "init_args": {"train_file": str(out / "training" / "phase_b.jsonl"),
                                "val_file": str(out / "validation" / "phase_b.jsonl"),

@@ -424,3 +424,54 @@ def test_phase_a_without_lora_chains_through_merge_and_phase_b(tiny_backbone_dir
     cli_runner(["fit", "--config", str(tmp_path / "b.yaml")])
     state_b = torch.load(tmp_path / "b" / "ckpt" / "best.ckpt", map_location="cpu", weights_only=False)["state_dict"]
     assert {k.split("layers.")[1].split(".")[0] for k in state_b if "lora_" in k} == {"1"}
+
+
+# ---- one sampling for both stages (issue 13, item 1) ----------------------------------------------------------
+
+
+def test_dialogue_clips_at_a_fixed_rate(dialogues):
+    from tvau_lightning.data.dialogue import DialogueDataset
+    from tvau_lightning.data.video import open_video
+
+    path = dialogues["training"] / "phase_a.jsonl"
+    record = load_dialogues(path)[0]
+    start, end = record.frame_range
+    source_fps = float(open_video(record.resolve_video(path.parent)).fps)
+    sample = DialogueDataset(path, NUM_FRAMES, FRAME_SIZE["qwen2_5_vl"], sample_fps=source_fps / 3)[0]
+    assert sample.frame_index.tolist() == list(range(start, end + 1, 3))  # every third frame, none past the end
+    assert sample.fps == pytest.approx(source_fps / 3) and sample.frames.shape[0] == len(range(start, end + 1, 3))
+    # a short record repeats its last frame up to min_frames; a long one is refused above max_frames
+    short = DialogueDataset(path, NUM_FRAMES, FRAME_SIZE["qwen2_5_vl"], frame_stride=end - start, min_frames=4)[0]
+    assert short.frame_index.tolist() == [start, end, end, end]
+    with pytest.raises(ValueError, match="max_frames=8"):
+        DialogueDataset(path, NUM_FRAMES, FRAME_SIZE["qwen2_5_vl"], frame_stride=1, max_frames=8)[0]
+
+
+def test_stage2_refuses_an_ahd_trained_on_another_sampling(fitted_ahd, dialogues):
+    """fitted_ahd trained on every frame at 64×96: stage 2 must sample its clips the same way, or say so."""
+    import warnings
+
+    from lightning.pytorch import Trainer
+
+    from tvau_lightning.data.dialogue import DialogueDataModule
+
+    def fit(allow: bool, **sampling) -> None:
+        task = RAETask(BackboneConfig(path=str(fitted_ahd.backbone), dtype="float32"),
+                       ahd_checkpoint=str(fitted_ahd.checkpoint), lora=None, val_every_n_steps=None,
+                       log_val_dialogues=0, allow_sampling_mismatch=allow, max_length=4096)
+        data = DialogueDataModule(train_file=str(dialogues["training"] / "phase_a.jsonl"),
+                                  val_file=str(dialogues["validation"] / "phase_a.jsonl"), **sampling)
+        Trainer(accelerator="cpu", fast_dev_run=1, logger=False, enable_progress_bar=False,
+                enable_model_summary=False).fit(task, datamodule=data)
+
+    spread = {"num_frames": NUM_FRAMES, "frame_size": (64, 96)}  # 4 frames spread over each 32-frame record
+    with pytest.raises(ValueError, match="rate: stage 1 every frame, stage 2 a fixed number .*allow_sampling_mismatch"):
+        fit(False, **spread)
+    with pytest.raises(ValueError, match=r"frame_size: stage 1 \[64, 96\], stage 2 \[56, 84\]"):
+        fit(False, frame_stride=1, max_frames=32, frame_size=(56, 84))
+    with pytest.warns(RuntimeWarning, match="allow_sampling_mismatch is set"):
+        fit(True, **spread)
+    with warnings.catch_warnings(record=True) as caught:  # the same sampling: no error, no warning
+        warnings.simplefilter("always")
+        fit(False, frame_stride=1, max_frames=32, frame_size=(64, 96))
+    assert not [w for w in caught if "sampl" in str(w.message)]

@@ -17,6 +17,7 @@ three off is the zero-shot backbone.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,9 @@ class RAETask(FrozenBackboneTask):
             sharded strategies such as FSDP).
         force_backbone: use ``ahd_checkpoint`` even when it records another backbone (family or vision
             architecture) than ``backbone`` — a warning instead of the error.
+        allow_sampling_mismatch: accept dialogue clips sampled differently (``sample_fps`` / ``frame_stride`` /
+            ``frame_size``) from the clips the AHD was trained on — a warning (once) instead of the error; the
+            heatmaps and their temporal differences are then out of the AHD's training distribution.
     """
 
     def __init__(
@@ -103,6 +107,7 @@ class RAETask(FrozenBackboneTask):
         max_new_tokens: int = 48,
         log_val_dialogues: int = 2,
         force_backbone: bool = False,
+        allow_sampling_mismatch: bool = False,
     ) -> None:
         super().__init__()
         if not 0.0 <= min_lr <= lr:
@@ -119,6 +124,8 @@ class RAETask(FrozenBackboneTask):
         # config's backbone.layers says
         self.adopt_heatmap_model(load_ahd(ahd_checkpoint, backbone=self.backbone, force_backbone=force_backbone)
                                  if use_ahd else None)
+        self._stage1_sampling = stage1_sampling(read_checkpoint(ahd_checkpoint)) if use_ahd else None
+        self._sampling_checked = False
         self.rae = RegionAwareAnomalyEncoder(
             self.backbone.text_hidden_size,
             hidden_channels=rae_hidden_channels,
@@ -155,6 +162,28 @@ class RAETask(FrozenBackboneTask):
         if not state:
             raise ValueError(f"{path} holds no RAE weights (keys 'rae.*'); is it an RAETask checkpoint?")
         self.rae.load_state_dict(state)
+
+    def setup(self, stage: str) -> None:
+        """Check, once, that the dialogue clips are sampled as the AHD's training clips were."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if self.heatmap_model is None or self._sampling_checked or not hasattr(datamodule, "sampling"):
+            return
+        self._sampling_checked = True
+        ckpt = self.hparams.ahd_checkpoint
+        if self._stage1_sampling is None:
+            warnings.warn(f"{ckpt} records no stage-1 DataModule settings: the dialogue sampling cannot be checked "
+                          "against the AHD's", RuntimeWarning, stacklevel=2)
+            return
+        differences = sampling_differences(self._stage1_sampling, datamodule.sampling)
+        if not differences:
+            return
+        message = (f"the AHD of {ckpt} was trained on clips sampled differently from the dialogue clips "
+                   f"({'; '.join(differences)})")
+        if not self.hparams.get("allow_sampling_mismatch", False):
+            raise ValueError(f"{message}: set the dialogue DataModule's sample_fps / frame_stride / frame_size to the "
+                             "stage-1 values, or model.allow_sampling_mismatch: true to use the AHD anyway")
+        warnings.warn(f"{message}; allow_sampling_mismatch is set: its heatmaps are out of distribution",
+                      RuntimeWarning, stacklevel=2)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record the backbone this RAE and LoRA were trained on (family, vision fingerprint, AHD layers)."""
@@ -385,6 +414,37 @@ class RAETask(FrozenBackboneTask):
         path = write_text_atomic(log_dir / ANSWERS_FILE,
                                  "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ordered))
         rank_zero_info(f"{len(ordered)} answers written to {path}")
+
+
+def stage1_sampling(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
+    """The sampling of a stage-1 checkpoint's training clips, from its DataModule hyper-parameters
+    (``None`` when it records none): ``sample_fps``, ``frame_stride``, ``frame_size``."""
+    hp = checkpoint.get("datamodule_hyper_parameters") or {}
+    if "frame_size" not in hp:
+        return None
+    fps = hp.get("sample_fps")
+    return {"sample_fps": fps, "frame_stride": None if fps is not None else int(hp.get("frame_stride") or 1),
+            "frame_size": None if hp["frame_size"] is None else tuple(int(v) for v in hp["frame_size"])}
+
+
+def sampling_differences(stage1: dict[str, Any], stage2: dict[str, Any]) -> list[str]:
+    """Human-readable differences between two sampling descriptions (empty when they agree)."""
+    def rate(s: dict[str, Any]) -> str:
+        if s.get("sample_fps") is not None:
+            return f"{s['sample_fps']:g} fps"
+        if s.get("frame_stride") is not None:
+            return "every frame" if s["frame_stride"] == 1 else f"every {s['frame_stride']}th frame"
+        return "a fixed number of frames spread over each record"
+
+    out = []
+    if rate(stage1) != rate(stage2):
+        out.append(f"rate: stage 1 {rate(stage1)}, stage 2 {rate(stage2)}")
+    size1 = stage1.get("frame_size")
+    size2 = None if stage2.get("frame_size") is None else tuple(stage2["frame_size"])
+    if size1 != size2:
+        out.append(f"frame_size: stage 1 {list(size1) if size1 else 'source size'}, stage 2 "
+                   f"{list(size2) if size2 else 'source size'}")
+    return out
 
 
 def record_key(record: DialogueRecord) -> str:
