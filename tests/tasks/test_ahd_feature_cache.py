@@ -12,6 +12,7 @@ import shutil
 import pytest
 import torch
 
+from tvau_lightning.backbones.fingerprint import weights_fingerprint as backbone_fingerprint
 from tvau_lightning.backbones.tiny import build_tiny_backbone
 from tvau_lightning.backbones.types import BackboneConfig
 from tvau_lightning.cli import lightning_cli, main
@@ -24,7 +25,6 @@ from tvau_lightning.data.feature_cache import (
 from tvau_lightning.data.types import collate_clips
 from tvau_lightning.data.ubnormal import UBnormalDataModule
 from tvau_lightning.tasks.ahd import AHDTask
-from tvau_lightning.backbones.fingerprint import weights_fingerprint as backbone_fingerprint
 
 FRAME_SIZE = [64, 96]
 
