@@ -27,8 +27,10 @@ What a trajectory sentence says, and how each part is computed (thresholds in :c
   "changing direction N times".
 * **temporal anchors** — frame ranges with seconds, ``from frame 12 to frame 40 (0.4 s–1.3 s)``.
 
-Frame numbers in the text are relative to the first frame of the clip the dialogue is about (its
-``frame_range[0]``), so that they mean the same to a model that sees only that clip.
+Frame numbers in the text are relative to the clip the dialogue is about: the pipeline passes tracks already
+mapped to the record's own sampled-frame index (0 = the record's first sampled frame, ``fps`` = the record's
+sampling rate), so that they mean what a model shown only those frames sees; ``frame_offset`` serves callers
+with source-frame tracks. ``time_reference="seconds"`` writes times (``3.0 s``) instead of frame numbers.
 """
 
 from __future__ import annotations
@@ -375,32 +377,49 @@ def trajectory_facts(
 
 
 # --------------------------------------------------------------------------------------------- text
+TimeReference = Literal["frames", "seconds"]
+TIME_REFERENCES: tuple[str, ...] = ("frames", "seconds")
+
+
+def time_text(frame: int, time_reference: TimeReference = "frames", fps: float | None = None) -> str:
+    """``frame 12`` or, with ``time_reference="seconds"``, ``12.0 s`` (``frame / fps``)."""
+    if time_reference == "frames":
+        return f"frame {frame}"
+    if time_reference != "seconds":
+        raise ValueError(f"time_reference must be one of {', '.join(TIME_REFERENCES)}, got {time_reference!r}")
+    if fps is None or fps <= 0:
+        raise ValueError(f"time_reference='seconds' needs a positive fps, got {fps}")
+    return f"{frame / fps:.1f} s"
+
+
 def describe_trajectory(
-    facts: TrajectoryFacts, subject: str, *, frame_offset: int = 0, settings: GeometrySettings | None = None
+    facts: TrajectoryFacts, subject: str, *, frame_offset: int = 0, settings: GeometrySettings | None = None,
+    time_reference: TimeReference = "frames", fps: float | None = None,
 ) -> str:
     """One sentence about a target's motion, e.g. "The person enters from the left edge at frame 3 in the
     middle-left, moves to the right quickly, turns downward at frame 20, and leaves through the bottom edge
-    at frame 41." Frame numbers are printed minus ``frame_offset`` (the clip's first frame)."""
+    at frame 41." Frame numbers are printed minus ``frame_offset`` (the clip's first frame); with
+    ``time_reference="seconds"`` they read ``3.0 s`` (the relative frame divided by ``fps``)."""
     settings = settings or GeometrySettings()
     subject = subject[:1].upper() + subject[1:]
 
-    def rel(frame: int) -> int:
-        return frame - frame_offset
+    def at(frame: int) -> str:
+        return time_text(frame - frame_offset, time_reference, fps)
 
     if facts.num_observations == 1:
-        return f"{subject} is seen only at frame {rel(facts.first_frame)}, in the {facts.entry_cell}."
+        return f"{subject} is seen only at {at(facts.first_frame)}, in the {facts.entry_cell}."
     if facts.entry == "starts":
         entry = f"starts in the {facts.entry_cell}"
     elif facts.entry == "enters":
-        entry = f"enters from the {facts.entry_edge} edge at frame {rel(facts.first_frame)}, in the {facts.entry_cell}"
+        entry = f"enters from the {facts.entry_edge} edge at {at(facts.first_frame)}, in the {facts.entry_cell}"
     else:
-        entry = f"appears in the {facts.entry_cell} at frame {rel(facts.first_frame)}"
+        entry = f"appears in the {facts.entry_cell} at {at(facts.first_frame)}"
     if facts.exit == "ends":
         exit_text = f"ends in the {facts.exit_cell}"
     elif facts.exit == "leaves":
-        exit_text = f"leaves through the {facts.exit_edge} edge at frame {rel(facts.last_frame)}"
+        exit_text = f"leaves through the {facts.exit_edge} edge at {at(facts.last_frame)}"
     else:
-        exit_text = f"disappears in the {facts.exit_cell} at frame {rel(facts.last_frame)}"
+        exit_text = f"disappears in the {facts.exit_cell} at {at(facts.last_frame)}"
 
     if facts.stationary:
         if facts.speed_class != "slow":  # a long path that goes nowhere: back-and-forth or erratic motion
@@ -416,7 +435,7 @@ def describe_trajectory(
         motion = f"moves {main} {speed}, changing direction {len(facts.turns)} times"
     else:
         motion = f"moves {DIRECTION_PHRASES[str(facts.initial_direction or facts.main_direction)]} {speed}"
-        motion += "".join(f", turns {DIRECTION_PHRASES[t.direction]} at frame {rel(t.frame)}" for t in facts.turns)
+        motion += "".join(f", turns {DIRECTION_PHRASES[t.direction]} at {at(t.frame)}" for t in facts.turns)
         motion += f" (overall {main})"
     return f"{subject} {entry}, {motion}, and {exit_text}."
 
@@ -431,18 +450,24 @@ def label_ranges(labels: Sequence[int] | np.ndarray, offset: int = 0) -> list[tu
     return [(int(s) + offset, int(e) - 1 + offset) for s, e in zip(edges[::2], edges[1::2])]
 
 
-def describe_anchor(start: int, end: int, fps: float, frame_offset: int = 0) -> str:
-    """``from frame 12 to frame 40 (0.4 s–1.3 s)`` (or ``at frame 12 (0.4 s)``), relative to ``frame_offset``."""
+def describe_anchor(start: int, end: int, fps: float, frame_offset: int = 0,
+                    time_reference: TimeReference = "frames") -> str:
+    """``from frame 12 to frame 40 (0.4 s–1.3 s)`` (or ``at frame 12 (0.4 s)``), relative to ``frame_offset``;
+    with ``time_reference="seconds"``: ``from 0.4 s to 1.3 s`` (or ``at 0.4 s``)."""
     s, e = start - frame_offset, end - frame_offset
+    if time_reference == "seconds":
+        return f"at {time_text(s, 'seconds', fps)}" if s == e else \
+            f"from {time_text(s, 'seconds', fps)} to {time_text(e, 'seconds', fps)}"
     if s == e:
         return f"at frame {s} ({s / fps:.1f} s)"
     return f"from frame {s} to frame {e} ({s / fps:.1f} s–{e / fps:.1f} s)"
 
 
-def describe_anchors(ranges: Sequence[tuple[int, int]], fps: float, frame_offset: int = 0) -> str:
+def describe_anchors(ranges: Sequence[tuple[int, int]], fps: float, frame_offset: int = 0,
+                     time_reference: TimeReference = "frames") -> str:
     """A sentence for one or more frame ranges: ``From frame 3 to frame 10 (…) and from frame 20 to …``."""
     if not ranges:
         raise ValueError("describe_anchors needs at least one range")
-    parts = [describe_anchor(s, e, fps, frame_offset) for s, e in ranges]
+    parts = [describe_anchor(s, e, fps, frame_offset, time_reference) for s, e in ranges]
     text = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
     return text[:1].upper() + text[1:] + "."

@@ -16,7 +16,13 @@ Per video (:meth:`DatasetBuilder.process_video`):
    timelines"). Its trajectory is the GT track itself.
 3. **Mutual verification** (:mod:`.verify`): appearance → motion and motion → appearance questions per
    target; inconsistent or unverifiable targets are dropped and counted.
-4. **Rendering** (:mod:`.render`): one dialogue per clip (the whole video, or windows of ``window`` frames).
+4. **Rendering** (:mod:`.render`): one dialogue per record. A record is a run of frames sampled at
+   ``record_fps`` (:func:`record_frames`): the video (or each ``window`` of source frames) is sampled, cut
+   into the fewest records of at most ``max_frames`` sampled frames (equal lengths, ±1), and a record with
+   fewer than ``min_frames`` is dropped (counted as ``too_few_frames``). Every time in an answer is in the
+   record's own sampled-frame index (0 = its first sampled frame) or, with ``time_reference: seconds``, in
+   seconds from its start; the record carries its sampled source frames (``frame_index``) and rate
+   (``sample_fps``) so that the dialogue DataModule feeds exactly those frames.
 
 Resumability: the result of each finished video is written atomically to ``<work_dir>/<dataset>/<video>.json``
 before the next starts; a rerun skips videos whose file exists. A video is *done* when every question got an
@@ -61,6 +67,7 @@ from tvau_lightning.builder.annotators import (
 )
 from tvau_lightning.builder.focus import blur_outside_mask, blur_sigma, crop_box
 from tvau_lightning.builder.geometry import (
+    TIME_REFERENCES,
     GeometrySettings,
     inclusive_to_continuous,
     label_ranges,
@@ -111,7 +118,8 @@ PHASE_B_FILE = "phase_b.jsonl"
 SUMMARY_FILE = "summary.json"
 FAILURES_FILE = "failures.jsonl"
 #: settings that only change rendering (not the questions asked), free to change between resumed runs
-RENDER_ONLY_SETTINGS = ("window", "window_stride", "max_targets")
+RENDER_ONLY_SETTINGS = ("window", "window_stride", "max_targets", "record_fps", "min_frames", "max_frames",
+                        "time_reference")
 
 
 class BuildError(RuntimeError):
@@ -152,7 +160,13 @@ class BuilderSettings:
         verify_crops: crops shown in the motion → appearance question.
         direction_tolerance: 45° steps allowed between the annotator's and the geometry's direction.
         max_targets: most targets in one phase A narrative (the most prominent).
-        window, window_stride: clip length and step in frames for records (``None`` = one record per video).
+        window, window_stride: spans of source frames cut before sampling (``None`` = the whole video).
+        record_fps: frames per second of the source a record shows (``None`` = every frame); the paper's is 1.
+        min_frames, max_frames: sampled frames per record: a span is cut into the fewest records of at most
+            ``max_frames`` (``None`` = no cap), of equal lengths ±1; one with fewer than ``min_frames`` is
+            dropped. The paper's records hold 8–40 frames.
+        time_reference: ``frames`` (the record's sampled-frame index, 0-based) or ``seconds`` (from the
+            record's first frame) in trajectory and temporal-anchor answers.
         association, geometry: thresholds of the timeline association and of the geometry text.
         retry: attempts and backoff per question.
         max_consecutive_failures: stop the run after this many failed questions in a row (``None`` = never).
@@ -177,6 +191,10 @@ class BuilderSettings:
     max_targets: int = 5
     window: int | None = None
     window_stride: int | None = None
+    record_fps: float | None = None
+    min_frames: int = 1
+    max_frames: int | None = None
+    time_reference: Literal["frames", "seconds"] = "frames"
     association: AssociationSettings = field(default_factory=AssociationSettings)
     geometry: GeometrySettings = field(default_factory=GeometrySettings)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -199,6 +217,13 @@ class BuilderSettings:
             raise ValueError(f"window must be a positive number of frames or None, got {self.window}")
         if self.window_stride is not None and self.window_stride < 1:
             raise ValueError(f"window_stride must be positive, got {self.window_stride}")
+        if self.record_fps is not None and self.record_fps <= 0:
+            raise ValueError(f"record_fps must be positive or None (every frame), got {self.record_fps}")
+        if self.min_frames < 1 or (self.max_frames is not None and self.max_frames < self.min_frames):
+            raise ValueError(f"need 1 <= min_frames <= max_frames, got min_frames={self.min_frames}, "
+                             f"max_frames={self.max_frames}")
+        if self.time_reference not in TIME_REFERENCES:
+            raise ValueError(f"time_reference must be one of {', '.join(TIME_REFERENCES)}, got {self.time_reference!r}")
         if not 1 <= self.refine_min_frames <= self.refine_max_frames:
             raise ValueError("need 1 <= refine_min_frames <= refine_max_frames")
         if self.min_observations < 1 or self.max_targets < 1 or self.verify_frames < 2 or self.verify_crops < 1:
@@ -244,6 +269,55 @@ def clip_windows(num_frames: int, window: int | None, stride: int | None) -> lis
     return [(s, s + window - 1) for s in starts]
 
 
+def record_frames(num_frames: int, fps: float, record_fps: float | None, window: int | None = None,
+                  window_stride: int | None = None, min_frames: int = 1,
+                  max_frames: int | None = None) -> tuple[list[np.ndarray], int]:
+    """The records of a video as arrays of sampled source frames, and how many were dropped as too short.
+
+    Each span (the whole video, or each :func:`clip_windows` window) is sampled from its first frame every
+    ``fps / record_fps`` frames (rounded; every frame when ``record_fps`` is ``None`` or above ``fps``) — the
+    rule of :func:`~tvau_lightning.data.dialogue.rate_frame_indices` — then split into the fewest consecutive
+    records of at most ``max_frames`` (lengths equal ±1); records shorter than ``min_frames`` are dropped.
+    """
+    if num_frames < 1:
+        return [], 0
+    step = 1.0 if record_fps is None else max(1.0, fps / record_fps)
+    out, dropped = [], 0
+    for start, end in clip_windows(num_frames, window, window_stride):
+        count = int(np.floor((end - start) / step + 1e-6)) + 1
+        sampled = np.unique(np.minimum(start + np.round(np.arange(count) * step).astype(np.int64), end))
+        parts = 1 if max_frames is None else math.ceil(len(sampled) / max_frames)
+        for part in np.array_split(sampled, parts):
+            if len(part) < min_frames:
+                dropped += 1
+            else:
+                out.append(part)
+    return out, dropped
+
+
+def _record_track(target: _Target, index: np.ndarray, tolerance: float) -> tuple[list[int], list[list[float]]]:
+    """A target's track on a record's sampled frames ``index``: positions ``k`` (the record's frame numbers)
+    and boxes. An exact (dataset) track contributes its box at each sampled frame it covers; an annotator's
+    track its observation nearest to each sampled frame, when within ``tolerance`` source frames."""
+    positions, boxes = [], []
+    if target.exact:
+        lookup = dict(zip(target.frames, target.boxes))
+        for k, f in enumerate(index.tolist()):
+            if f in lookup:
+                positions.append(k)
+                boxes.append(lookup[f])
+        return positions, boxes
+    frames = np.asarray(target.frames, dtype=np.int64)
+    if not len(frames):
+        return positions, boxes
+    for k, f in enumerate(index.tolist()):
+        nearest = int(np.argmin(np.abs(frames - f)))
+        if abs(int(frames[nearest]) - f) <= tolerance:
+            positions.append(k)
+            boxes.append(target.boxes[nearest])
+    return positions, boxes
+
+
 def _evenly(items: Sequence[Any], count: int) -> list[Any]:
     if len(items) <= count:
         return list(items)
@@ -253,15 +327,6 @@ def _evenly(items: Sequence[Any], count: int) -> list[Any]:
 
 def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
-
-
-def _clip_ranges(ranges: Sequence[Sequence[int]], start: int, end: int) -> list[tuple[int, int]]:
-    out = []
-    for s, e in ranges:
-        s, e = max(int(s), start), min(int(e), end)
-        if s <= e:
-            out.append((s, e))
-    return out
 
 
 @dataclass
@@ -291,25 +356,31 @@ class _Target:
         return cls(**obj)
 
 
-def _target_views(targets: Sequence[_Target], kind: str, size: tuple[int, int], fps: float, clip: tuple[int, int],
-                  tolerance: int, geometry: GeometrySettings) -> list[tuple[_Target, TargetView]]:
-    """The verified targets of ``kind`` seen inside ``clip``, with their trajectory facts there."""
+def _target_views(targets: Sequence[_Target], kind: str, size: tuple[int, int], index: np.ndarray, step: float,
+                  rate: float, tolerance: int, geometry: GeometrySettings) -> list[tuple[_Target, TargetView, float]]:
+    """The verified targets of ``kind`` seen on the record's sampled frames ``index`` (every ``step`` source
+    frames), with their trajectory facts in the record's frame numbers (``rate`` frames per second) and their
+    prominence there; ``tolerance`` is the annotation step in source frames."""
     out = []
     for t in targets:
         if t.kind != kind or t.status != "ok":
             continue
-        facts = trajectory_facts(t.frames, np.asarray(t.boxes), size, fps, clip,
-                                 frame_tolerance=0 if t.exact else tolerance, settings=geometry)
+        positions, boxes = _record_track(t, index, tolerance=max(step / 2, 0.0))
+        if not positions:
+            continue
+        # a sampled track counts as present at the record's ends within its own sampling gap
+        slack = 0 if t.exact else math.ceil(tolerance / step)
+        facts = trajectory_facts(positions, np.asarray(boxes), size, rate, (0, len(index) - 1),
+                                 frame_tolerance=slack, settings=geometry)
         if facts is not None:
-            out.append((t, TargetView(t.category, t.attributes, facts, t.exact, list(t.extra_descriptions))))
+            out.append((t, TargetView(t.category, t.attributes, facts, t.exact, list(t.extra_descriptions)),
+                        _prominence(boxes)))
     return out
 
 
-def _prominence(target: _Target, start: int, end: int) -> float:
-    """Boxes inside the clip × their mean area."""
-    boxes = np.asarray(target.boxes, dtype=np.float64).reshape(-1, 4)
-    frames = np.asarray(target.frames)
-    inside = boxes[(frames >= start) & (frames <= end)]
+def _prominence(boxes: Sequence[Sequence[float]]) -> float:
+    """Boxes on the record's frames × their mean area."""
+    inside = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     if not len(inside):
         return 0.0
     return float(len(inside) * ((inside[:, 2] - inside[:, 0]) * (inside[:, 3] - inside[:, 1])).mean())
@@ -676,46 +747,61 @@ class DatasetBuilder:
         targets = [_Target.from_json(t) for t in work["targets"]]
         tolerance = int(work.get("step", 1))
         video = self._video_path(work)
+        num_frames = int(work["num_frames"])
+        abnormal = np.zeros(num_frames, dtype=bool)
+        for a, b in work["anomaly_ranges"]:
+            abnormal[max(0, int(a)):int(b) + 1] = True
         records_a, records_b = [], []
-        for start, end in clip_windows(int(work["num_frames"]), s.window, s.window_stride):
-            ranges = _clip_ranges(work["anomaly_ranges"], start, end)
+        indices, too_short = record_frames(num_frames, fps, s.record_fps, s.window, s.window_stride,
+                                           s.min_frames, s.max_frames)
+        if too_short:
+            for counter in dropped.values():
+                counter["too_few_frames"] += too_short
+        step = 1.0 if s.record_fps is None else max(1.0, fps / s.record_fps)  # as record_frames samples
+        rate = fps / step
+        for index in indices:
+            # anomaly frames in the record's own frame numbers (what a model shown these frames can see)
+            ranges = label_ranges(abnormal[index])
             label = int(bool(ranges))
-            base = {"video": video, "video_id": work["video_id"], "dataset": work["dataset"], "label": label,
-                    "frame_range": (start, end)}
+            base: dict[str, Any] = {"video": video, "video_id": work["video_id"], "dataset": work["dataset"],
+                                    "label": label, "frame_range": (int(index[0]), int(index[-1]))}
+            if s.record_fps is not None:
+                base.update(frame_index=tuple(int(f) for f in index), sample_fps=round(rate, 6))
+            meta = {"fps": fps, "record_fps": round(rate, 6), "num_frames": len(index),
+                    "time_reference": s.time_reference}
+            text = {"fps": rate, "frame_offset": 0, "settings": s.geometry, "time_reference": s.time_reference}
 
             # phase A: the most prominent targets, told in order of appearance
-            objects = _target_views(targets, "object", size, fps, (start, end), tolerance, s.geometry)
+            objects = _target_views(targets, "object", size, index, step, rate, tolerance, s.geometry)
             if objects:
-                ranked = sorted(objects, key=lambda item: _prominence(item[0], start, end), reverse=True)
-                chosen = sorted(ranked[: s.max_targets],
-                                key=lambda item: (item[1].facts.first_frame, -_prominence(item[0], start, end)))
-                views_a = [v for _, v in chosen]
+                ranked = sorted(objects, key=lambda item: item[2], reverse=True)
+                chosen = sorted(ranked[: s.max_targets], key=lambda item: (item[1].facts.first_frame, -item[2]))
+                views_a = [v for _, v, _ in chosen]
                 records_a.append(DialogueRecord(
-                    **base, turns=phase_a_turns(label, views_a, ranges, fps, start, s.geometry),
-                    references={},
-                    meta={"phase": "A", "fps": fps, "targets": [v.to_meta() for v in views_a]},
+                    **base, turns=phase_a_turns(label, views_a, ranges, **text), references={},
+                    meta={"phase": "A", **meta, "targets": [v.to_meta() for v in views_a]},
                 ))
             else:
                 dropped["phase_a"]["no_targets"] += 1
 
             # phase B: the abnormal target(s), or the "no abnormal target" dialogue of a normal clip
             if not label:
-                records_b.append(DialogueRecord(**base, turns=phase_b_turns(0, [], [], fps, start, s.geometry),
-                                                meta={"phase": "B", "fps": fps, "targets": []}))
+                records_b.append(DialogueRecord(**base, turns=phase_b_turns(0, [], [], **text),
+                                                meta={"phase": "B", **meta, "targets": []}))
                 continue
-            anomalies = _target_views(targets, "anomaly", size, fps, (start, end), tolerance, s.geometry)
+            anomalies = _target_views(targets, "anomaly", size, index, step, rate, tolerance, s.geometry)
             if not anomalies:
                 reasons = [t.status for t in targets if t.kind == "anomaly" and t.status != "ok"
-                           and trajectory_facts(t.frames, np.asarray(t.boxes), size, fps, (start, end)) is not None]
+                           and _record_track(t, index, max(step / 2, 0.0))[0]]
                 dropped["phase_b"][reasons[0] if reasons else "no_anomaly_track"] += 1
                 continue
             anomalies.sort(key=lambda item: item[1].facts.first_frame)
-            views_b = [v for _, v in anomalies]
+            views_b = [v for _, v, _ in anomalies]
             refs = target_references(views_b)
             records_b.append(DialogueRecord(
-                **base, turns=phase_b_turns(1, views_b, ranges, fps, start, s.geometry),
+                **base, turns=phase_b_turns(1, views_b, ranges, **text),
                 references={"target": refs} if refs else {},
-                meta={"phase": "B", "fps": fps, "targets": [v.to_meta() for v in views_b]},
+                meta={"phase": "B", **meta, "targets": [v.to_meta() for v in views_b]},
             ))
         return records_a, records_b
 

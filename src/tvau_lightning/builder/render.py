@@ -32,6 +32,7 @@ from typing import Any
 
 from tvau_lightning.builder.geometry import (
     GeometrySettings,
+    TimeReference,
     TrajectoryFacts,
     describe_anchors,
     describe_trajectory,
@@ -120,9 +121,11 @@ def subject_names(targets: Sequence[TargetView]) -> list[str]:
 
 
 def trajectories_answer(targets: Sequence[TargetView], frame_offset: int,
-                        settings: GeometrySettings | None = None) -> str:
+                        settings: GeometrySettings | None = None, time_reference: TimeReference = "frames",
+                        fps: float | None = None) -> str:
     """One trajectory sentence per target, in the order of ``targets``."""
-    return " ".join(describe_trajectory(t.facts, name, frame_offset=frame_offset, settings=settings)
+    return " ".join(describe_trajectory(t.facts, name, frame_offset=frame_offset, settings=settings,
+                                        time_reference=time_reference, fps=fps)
                     for t, name in zip(targets, subject_names(targets)))
 
 
@@ -131,24 +134,26 @@ def _judgment(label: int) -> list[Turn]:
 
 
 def phase_a_turns(label: int, targets: Sequence[TargetView], anomaly_ranges: Sequence[tuple[int, int]],
-                  fps: float, frame_offset: int, settings: GeometrySettings | None = None) -> list[Turn]:
+                  fps: float, frame_offset: int, settings: GeometrySettings | None = None,
+                  time_reference: TimeReference = "frames") -> list[Turn]:
     """All-object narrative: judgment → every target's appearance → every trajectory → (abnormal) anchors."""
     if not targets:
         raise ValueError("a phase A dialogue needs at least one target")
     turns = _judgment(label)
     turns += [Turn("user", QUESTIONS["targets"]), Turn("assistant", targets_answer(targets), "target")]
     turns += [Turn("user", QUESTIONS["motions"]),
-              Turn("assistant", trajectories_answer(targets, frame_offset, settings), "trajectory")]
+              Turn("assistant", trajectories_answer(targets, frame_offset, settings, time_reference, fps), "trajectory")]
     if label:
         if not anomaly_ranges:
             raise ValueError("an abnormal clip needs the frame ranges of its anomaly")
         turns += [Turn("user", QUESTIONS["when"]),
-                  Turn("assistant", describe_anchors(anomaly_ranges, fps, frame_offset), "anchor")]
+                  Turn("assistant", describe_anchors(anomaly_ranges, fps, frame_offset, time_reference), "anchor")]
     return turns
 
 
 def phase_b_turns(label: int, targets: Sequence[TargetView], anomaly_ranges: Sequence[tuple[int, int]],
-                  fps: float, frame_offset: int, settings: GeometrySettings | None = None) -> list[Turn]:
+                  fps: float, frame_offset: int, settings: GeometrySettings | None = None,
+                  time_reference: TimeReference = "frames") -> list[Turn]:
     """Anomaly-focused: abnormal clips → judgment, abnormal target(s), their trajectory, anchors; normal clips →
     judgment and :data:`NO_ABNORMAL_TARGET` (kind ``other``)."""
     turns = _judgment(label)
@@ -161,9 +166,9 @@ def phase_b_turns(label: int, targets: Sequence[TargetView], anomaly_ranges: Seq
     motion_question = QUESTIONS["abnormal_motion"] if len(targets) == 1 else QUESTIONS["abnormal_motions"]
     turns += [Turn("user", QUESTIONS["abnormal_target"]), Turn("assistant", targets_answer(targets), "target")]
     turns += [Turn("user", motion_question),
-              Turn("assistant", trajectories_answer(targets, frame_offset, settings), "trajectory")]
+              Turn("assistant", trajectories_answer(targets, frame_offset, settings, time_reference, fps), "trajectory")]
     turns += [Turn("user", QUESTIONS["when"]),
-              Turn("assistant", describe_anchors(anomaly_ranges, fps, frame_offset), "anchor")]
+              Turn("assistant", describe_anchors(anomaly_ranges, fps, frame_offset, time_reference), "anchor")]
     return turns
 
 

@@ -51,8 +51,11 @@ _NUMBER_TYPES = (fraction, nonnegative_float, nonnegative_int, positive_float, p
 _SETTING_OPTIONS: dict[str, type] = {
     "sample_fps": float, "max_frames_per_video": int, "verify": str, "window": int, "window_stride": int,
     "max_targets": int, "box_format": str, "refine_min_support": float, "blur_fraction": float,
-    "max_consecutive_failures": int,
+    "max_consecutive_failures": int, "record_fps": float, "min_frames": int, "max_frames": int,
+    "time_reference": str,
 }
+#: ``--paper-records``: the paper's stage-2 records (§3.3: clips of 8–40 frames at 1 fps)
+PAPER_RECORDS: dict[str, Any] = {"record_fps": 1.0, "min_frames": 8, "max_frames": 40}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,8 +117,18 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--sample-fps", type=positive_float, help="frames per second asked the frame question (default 2)")
     st.add_argument("--max-frames-per-video", type=positive_int, help="cap on annotated frames per video (default 64)")
     st.add_argument("--verify", choices=("all", "anomaly", "none"), help="mutual verification scope (default all)")
-    st.add_argument("--window", type=positive_int, help="one record per window of this many frames (default: per video)")
+    st.add_argument("--window", type=positive_int,
+                    help="cut each video into windows of this many source frames before sampling (default: the whole video)")
     st.add_argument("--window-stride", type=positive_int, help="frames between window starts (default: the window)")
+    st.add_argument("--record-fps", type=positive_float,
+                    help="frames per second of the source shown in a record (default: every frame)")
+    st.add_argument("--min-frames", type=positive_int, help="records with fewer sampled frames are dropped (default 1)")
+    st.add_argument("--max-frames", type=positive_int,
+                    help="longer spans are cut into the fewest records of at most this many sampled frames (default: no cap)")
+    st.add_argument("--time-reference", choices=("frames", "seconds"),
+                    help="times in answers: the record's sampled-frame index (default) or seconds from its start")
+    st.add_argument("--paper-records", action="store_true", default=None,
+                    help="the paper's records: --record-fps 1 --min-frames 8 --max-frames 40 (explicit values win)")
     st.add_argument("--max-targets", type=positive_int, help="most targets in one phase A narrative (default 5)")
     st.add_argument("--box-format", choices=("pixels", "normalized_1000", "normalized_1"),
                     help="how the annotator writes boxes (Qwen2.5-VL: pixels; Qwen2-VL: normalized_1000)")
@@ -168,6 +181,9 @@ def merge_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> t
     for key in _SETTING_OPTIONS:
         if key in values:
             settings[key] = values.pop(key)
+    if values.pop("paper_records", None):
+        for key, value in PAPER_RECORDS.items():
+            settings.setdefault(key, value)
     retry = dict(settings.get("retry", {}) or {})
     if "attempts" in values:
         retry["attempts"] = values.pop("attempts")

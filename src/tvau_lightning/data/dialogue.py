@@ -5,7 +5,8 @@ Records come from the JSONL format of :mod:`tvau_lightning.data.dialogue_schema`
 turns. Frames are taken at a fixed rate — ``sample_fps`` frames per second of the source, or every
 ``frame_stride``-th frame: the same description as the stage-1 clip DataModules, so the frozen AHD sees what it
 was trained on (:meth:`DialogueDataModule.sampling`) — or, with neither set, ``num_frames`` frames spread
-uniformly over the record (the rate then depends on the record's length). Tokenisation happens in the task, through the
+uniformly over the record (the rate then depends on the record's length). A record that lists its sampled
+frames (``frame_index``, written by ``tvau build-dataset --record-fps``) is fed exactly those frames. Tokenisation happens in the task, through the
 backbone adapter (``data/`` never imports a backbone), with the task's ``max_length``.
 """
 
@@ -182,7 +183,9 @@ class DialogueDataset(Dataset):
                 f"{self.path}: record {record.video_id!r} has frame_range [{start}, {end}] but {video_path} has "
                 f"{reader.num_frames} frames"
             )
-        if self.sample_fps is None and self.frame_stride is None:
+        if record.frame_index is not None:  # the builder's sampled frames: feed exactly those
+            indices, step = self._record_indices(record, reader.num_frames, float(reader.fps), video_path)
+        elif self.sample_fps is None and self.frame_stride is None:
             indices = sample_frame_indices(start, end, self.num_frames)
             step = max(1.0, (end - start + 1) / self.num_frames)
         else:
@@ -197,6 +200,29 @@ class DialogueDataset(Dataset):
             fps=float(reader.fps) / step,
             frame_index=torch.from_numpy(indices),
         )
+
+
+    def _record_indices(self, record: DialogueRecord, num_frames: int, fps: float,
+                        video_path: Path) -> tuple[np.ndarray, float]:
+        """A record's own ``frame_index`` (padded with its last frame up to ``min_frames``) and its step, after
+        checking it against the video and this dataset's rate."""
+        what = f"{self.path}: record {record.video_id!r}"
+        indices = np.asarray(record.frame_index, dtype=np.int64)
+        if indices[-1] >= num_frames:
+            raise ValueError(f"{what} cites frame {int(indices[-1])} but {video_path} has {num_frames} frames")
+        step = float(np.mean(np.diff(indices))) if len(indices) > 1 else 1.0
+        rate = record.sample_fps if record.sample_fps is not None else fps / step
+        wanted = self.sample_fps if self.sample_fps is not None else (
+            fps / self.frame_stride if self.frame_stride is not None else None)
+        if wanted is not None and abs(rate - wanted) > 0.01 * wanted:
+            raise ValueError(f"{what} was sampled at {rate:.3g} fps but this DataModule takes {wanted:.3g} fps; "
+                             "set sample_fps to the records' rate or rebuild them with --record-fps")
+        if self.max_frames is not None and len(indices) > self.max_frames:
+            raise ValueError(f"{what} holds {len(indices)} frames, more than max_frames={self.max_frames}; "
+                             "rebuild the records with --max-frames or raise max_frames")
+        if len(indices) < self.min_frames:
+            indices = np.concatenate([indices, np.full(self.min_frames - len(indices), indices[-1], dtype=np.int64)])
+        return indices, step
 
 
 class DialogueDataModule(VideoClipDataModule):

@@ -5,6 +5,8 @@ One line::
     {"video": "Scene1/abnormal_scene_1_scenario_1.mp4",   # relative to the JSONL file, or absolute;
                                                           # a folder of frames is accepted too
      "frame_range": [0, 47],                               # optional, 0-based, both ends inclusive
+     "frame_index": [0, 30, 60],                           # optional: the record's sampled source frames
+     "sample_fps": 1.0,                                    # optional: their rate (frames per second)
      "dataset": "ubnormal", "video_id": "abnormal_scene_1_scenario_1", "label": 1,
      "turns": [{"role": "user", "content": "Is there any anomaly in this video?"},
                {"role": "assistant", "content": "Yes.", "kind": "yesno"}, ...],
@@ -13,6 +15,8 @@ One line::
 Turns alternate user → assistant, starting with the user. Every assistant turn has a ``kind`` in
 :data:`ANSWER_KINDS`. ``references`` holds extra acceptable answers per kind for BLEU (the assistant turn of
 that kind is always a reference too). The paper's order is judgment → target → trajectory → anchors.
+When ``frame_index`` is present, the frame numbers in the answers are positions in it (0-based) and the
+dialogue DataModule feeds exactly those frames; it lies inside ``frame_range`` (its first and last entry).
 """
 
 from __future__ import annotations
@@ -61,6 +65,8 @@ class DialogueRecord:
     frame_range: tuple[int, int] | None = None
     references: dict[str, list[str]] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    frame_index: tuple[int, ...] | None = None
+    sample_fps: float | None = None
 
     def answers(self, kind: str) -> list[str]:
         """Assistant answers of ``kind`` in this dialogue, in order."""
@@ -86,6 +92,10 @@ class DialogueRecord:
         }
         if self.frame_range is not None:
             out["frame_range"] = [int(self.frame_range[0]), int(self.frame_range[1])]
+        if self.frame_index is not None:
+            out["frame_index"] = [int(f) for f in self.frame_index]
+        if self.sample_fps is not None:
+            out["sample_fps"] = float(self.sample_fps)
         if self.references:
             out["references"] = {k: list(v) for k, v in self.references.items()}
         if self.meta:
@@ -132,6 +142,25 @@ def parse_record(obj: Any, where: str = "<record>") -> DialogueRecord:
             raise _fail(where, f"'frame_range' must be [start, end] with 0 <= start <= end (inclusive), got {frame_range!r}")
         frame_range = (int(frame_range[0]), int(frame_range[1]))
 
+    frame_index = obj.get("frame_index")
+    if frame_index is not None:
+        if (
+            not isinstance(frame_index, list)
+            or not frame_index
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in frame_index)
+            or any(b <= a for a, b in zip(frame_index, frame_index[1:]))
+        ):
+            raise _fail(where, "'frame_index' must be a non-empty list of increasing frame numbers >= 0, got "
+                               f"{frame_index!r}")
+        if frame_range is not None and (frame_index[0] < frame_range[0] or frame_index[-1] > frame_range[1]):
+            raise _fail(where, f"'frame_index' {frame_index[0]}..{frame_index[-1]} lies outside 'frame_range' "
+                               f"{list(frame_range)}")
+        frame_index = tuple(int(v) for v in frame_index)
+    sample_fps = obj.get("sample_fps")
+    if sample_fps is not None and (isinstance(sample_fps, bool) or not isinstance(sample_fps, (int, float))
+                                   or sample_fps <= 0):
+        raise _fail(where, f"'sample_fps' must be a positive number of frames per second, got {sample_fps!r}")
+
     raw_turns = obj["turns"]
     if not isinstance(raw_turns, list) or not raw_turns:
         raise _fail(where, "'turns' must be a non-empty list of {role, content[, kind]} objects")
@@ -175,6 +204,8 @@ def parse_record(obj: Any, where: str = "<record>") -> DialogueRecord:
         frame_range=frame_range,
         references=references,
         meta=dict(meta),
+        frame_index=frame_index,
+        sample_fps=None if sample_fps is None else float(sample_fps),
     )
 
 
