@@ -32,11 +32,10 @@ from tvau_lightning.modules.ahd import AHDOutput, frame_scores
 from tvau_lightning.modules.anomaly_model import AnomalyHeatmapModel
 from tvau_lightning.modules.grid import downsample_masks, downsample_valid, upsample_heatmap, upsample_scores
 from tvau_lightning.modules.prompts import PromptBank
-from tvau_lightning.tasks.base import FrozenBackboneTask
-from tvau_lightning.tasks.schedules import adamw_warmup_cosine
+from tvau_lightning.tasks.base import HeatmapTask
 
 
-class AHDTask(FrozenBackboneTask):
+class AHDTask(HeatmapTask):
     """Train and evaluate the AHD.
 
     Args:
@@ -250,12 +249,6 @@ class AHDTask(FrozenBackboneTask):
         loss = self.loss(out, batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch.batch_size)
         return loss
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        hp = self.hparams
-        return adamw_warmup_cosine(self.ahd.parameters(), total_steps=self.trainer.estimated_stepping_batches,
-                                   lr=hp.lr, weight_decay=hp.weight_decay, warmup_ratio=hp.warmup_ratio,
-                                   min_lr=hp.min_lr)
 
     # ---- evaluation ------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from torch.nn.modules.module import _IncompatibleKeys
 
 from tvau_lightning.backbones.base import BackboneAdapter
 from tvau_lightning.modules.anomaly_model import AnomalyHeatmapModel
+from tvau_lightning.tasks.schedules import adamw_warmup_cosine
 
 
 class FrozenBackboneTask(LightningModule):
@@ -56,3 +57,14 @@ class FrozenBackboneTask(LightningModule):
         super().train(mode)
         self.backbone.eval()  # frozen: no dropout, ever (LoRA dropout is re-enabled by the tasks that use it)
         return self
+
+
+class HeatmapTask(FrozenBackboneTask):
+    """A stage-1 task: only the AHD (``self.ahd``) trains, with AdamW and a warm-up cosine schedule stepped per
+    optimizer step, from the task's ``lr``, ``weight_decay``, ``warmup_ratio`` and ``min_lr`` hyper-parameters."""
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        return adamw_warmup_cosine(self.ahd.parameters(), total_steps=self.trainer.estimated_stepping_batches,
+                                   lr=hp.lr, weight_decay=hp.weight_decay, warmup_ratio=hp.warmup_ratio,
+                                   min_lr=hp.min_lr)

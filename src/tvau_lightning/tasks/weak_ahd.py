@@ -40,11 +40,10 @@ from tvau_lightning.modules.category_ahd import (
 )
 from tvau_lightning.modules.grid import downsample_masks, downsample_valid, steps_to_frames, upsample_scores
 from tvau_lightning.modules.prompts import PromptBank
-from tvau_lightning.tasks.base import FrozenBackboneTask
-from tvau_lightning.tasks.schedules import adamw_warmup_cosine
+from tvau_lightning.tasks.base import HeatmapTask
 
 
-class WeakAHDTask(FrozenBackboneTask):
+class WeakAHDTask(HeatmapTask):
     """Train and evaluate the category AHD from video-level labels.
 
     Args:
@@ -197,12 +196,6 @@ class WeakAHDTask(FrozenBackboneTask):
         loss = self.loss(self.heatmap_model(batch.frames), batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch.batch_size)
         return loss
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        hp = self.hparams
-        return adamw_warmup_cosine(self.ahd.parameters(), total_steps=self.trainer.estimated_stepping_batches,
-                                   lr=hp.lr, weight_decay=hp.weight_decay, warmup_ratio=hp.warmup_ratio,
-                                   min_lr=hp.min_lr)
 
     # ---- evaluation ------------------------------------------------------------------------------
 
