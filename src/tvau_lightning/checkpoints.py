@@ -68,7 +68,8 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
                               "one of tvau's checkpoint types (checkpoints written by `tvau fit` hold only tensors "
                               "and plain hyper-parameters); it was not written by tvau or was tampered with") from None
     except Exception as error:  # zip/format errors of every kind
-        raise CheckpointError(f"cannot read checkpoint {path}: {error} — is it a Lightning .ckpt file?") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: it is not a PyTorch checkpoint file "
+                              f"({type(error).__name__}: {error}) — is it a Lightning .ckpt file?") from None
     if not isinstance(ckpt, Mapping) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
         raise CheckpointError(f"{path} is not a Lightning checkpoint with hyper-parameters (no 'state_dict' / "
                               "'hyper_parameters'); use a .ckpt written by `tvau fit`")

@@ -71,3 +71,18 @@ def test_file_arguments_of_the_wrong_kind_are_named(fitted_ahd, fitted_rae, tmp_
     (line,) = _error_lines(capsys)
     assert "cannot read checkpoint" in line and str(junk) in line
     assert not any((tmp_path / d).exists() for d in ("a", "b", "m"))
+
+
+def test_export_refuses_bad_input_and_unsafe_outputs(fitted_ahd, tmp_path, capsys):
+    junk = tmp_path / "junk.ckpt"
+    junk.write_text("not a checkpoint\n")
+    assert tvau(["export", "--ckpt", str(junk), "--out", str(tmp_path / "a")]) == 1
+    (line,) = _error_lines(capsys)
+    assert "cannot read checkpoint" in line and str(junk) in line and not (tmp_path / "a").exists()
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("user data")
+    assert tvau(["export", "--ckpt", str(fitted_ahd.checkpoint), "--out", str(foreign)]) == 1
+    (line,) = _error_lines(capsys)
+    assert "not created by tvau" in line and (foreign / "keep.txt").read_text() == "user data"
+    assert sorted(p.name for p in foreign.iterdir()) == ["keep.txt"]

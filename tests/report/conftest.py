@@ -309,6 +309,8 @@ class Browser:
 def browser(tmp_path_factory):
     binary = find_browser()
     if binary is None:
+        if os.environ.get("CI"):  # CI installs Debian's chromium (.ci/run): a missing browser there is a failure
+            pytest.fail("no Chromium found in CI: .ci/run should have installed Debian's chromium package")
         pytest.skip("no Chromium found (apt-get install chromium, or set TVAU_CHROMIUM=/path/to/chrome); the "
                     "report's browser tests need one")
     b = Browser(binary, tmp_path_factory.mktemp("chromium-profile"))
