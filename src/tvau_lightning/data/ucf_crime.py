@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tvau_lightning.data.clips import DatasetFormatError, VideoClipDataModule, check_clip_args
+from tvau_lightning.data.clips import DatasetFormatError, check_clip_args
 from tvau_lightning.data.temporal_annotations import (
     UCF_CRIME_CATEGORIES,
     RangeConvention,
@@ -36,6 +36,7 @@ from tvau_lightning.data.temporal_annotations import (
 from tvau_lightning.data.transforms import FrameResizeMode
 from tvau_lightning.data.video import VideoBackend
 from tvau_lightning.data.weakly_labelled import (
+    WeaklyLabelledDataModule,
     WeaklyLabelledDataset,
     WeakVideo,
     check_video_files,
@@ -116,7 +117,7 @@ def list_ucf_crime_split(
     return videos
 
 
-class UCFCrimeDataModule(VideoClipDataModule):
+class UCFCrimeDataModule(WeaklyLabelledDataModule):
     """UCF-Crime train/test splits as clip batches, with video-level and per-frame categories (see the module
     docstring). ``categories`` (index 0 = ``Normal``) names the columns of ``video_labels``/``frame_categories``.
 
@@ -199,17 +200,4 @@ class UCFCrimeDataModule(VideoClipDataModule):
             include_normal=self.include_normal if train else self.include_normal_eval,
             video_backend=self.video_backend,
         )
-        return WeaklyLabelledDataset(
-            videos,
-            UCF_CRIME_CATEGORIES,
-            temporal_ground_truth=not train,
-            range_convention=self.range_convention,
-            clip_len=self.clip_len,
-            frame_stride=self.frame_stride,
-            frame_size=self.frame_size,
-            sampling="train" if train else "eval",
-            clip_step=self.train_clip_step,
-            resize_mode=self.resize_mode,
-            decode_threads=self.decode_threads,
-            video_backend=self.video_backend,
-        )
+        return self.weak_dataset(videos, UCF_CRIME_CATEGORIES, train=train)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tvau_lightning.data.clips import DatasetFormatError, Sampling, VideoClipDataset
+from tvau_lightning.data.clips import DatasetFormatError, Sampling, VideoClipDataModule, VideoClipDataset
 from tvau_lightning.data.temporal_annotations import (
     RangeConvention,
     TemporalSegment,
@@ -176,4 +176,26 @@ def check_video_files(entries: Sequence[tuple[str, Path | None]], listing: Path,
         raise FileNotFoundError(
             f"{len(missing)} video(s) listed in {listing} are not under {root}: {missing[:10]}{more}; restore them "
             "or remove them from the list"
+        )
+
+
+class WeaklyLabelledDataModule(VideoClipDataModule):
+    """What the UCF-Crime and XD-Violence DataModules share: their splits become a
+    :class:`WeaklyLabelledDataset` with the DataModule's clip settings — video-level labels for training
+    (training windows), per-frame ground truth for evaluation (every frame once)."""
+
+    def weak_dataset(self, videos: list[WeakVideo], categories: Sequence[str], *, train: bool) -> WeaklyLabelledDataset:
+        return WeaklyLabelledDataset(
+            videos,
+            categories,
+            temporal_ground_truth=not train,
+            range_convention=self.range_convention,
+            clip_len=self.clip_len,
+            frame_stride=self.frame_stride,
+            frame_size=self.frame_size,
+            sampling="train" if train else "eval",
+            clip_step=self.train_clip_step,
+            resize_mode=self.resize_mode,
+            decode_threads=self.decode_threads,
+            video_backend=self.video_backend,
         )

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tvau_lightning.data.clips import DatasetFormatError, VideoClipDataModule, check_clip_args
+from tvau_lightning.data.clips import DatasetFormatError, check_clip_args
 from tvau_lightning.data.temporal_annotations import (
     XD_VIOLENCE_CODES,
     XD_VIOLENCE_NAMES,
@@ -36,7 +36,12 @@ from tvau_lightning.data.temporal_annotations import (
 )
 from tvau_lightning.data.transforms import FrameResizeMode
 from tvau_lightning.data.video import VideoBackend
-from tvau_lightning.data.weakly_labelled import WeaklyLabelledDataset, WeakVideo, probe_video
+from tvau_lightning.data.weakly_labelled import (
+    WeaklyLabelledDataModule,
+    WeaklyLabelledDataset,
+    WeakVideo,
+    probe_video,
+)
 
 
 def list_xd_violence_split(
@@ -90,7 +95,7 @@ def list_xd_violence_split(
     return videos
 
 
-class XDViolenceDataModule(VideoClipDataModule):
+class XDViolenceDataModule(WeaklyLabelledDataModule):
     """XD-Violence train/test splits as clip batches, with video-level multi-labels and per-frame categories.
 
     ``categories`` are the label codes (index 0 = ``A``, normal); ``category_names`` their names.
@@ -172,17 +177,4 @@ class XDViolenceDataModule(VideoClipDataModule):
             include_normal=self.include_normal if train else self.include_normal_eval,
             video_backend=self.video_backend,
         )
-        return WeaklyLabelledDataset(
-            videos,
-            XD_VIOLENCE_CODES,
-            temporal_ground_truth=not train,
-            range_convention=self.range_convention,
-            clip_len=self.clip_len,
-            frame_stride=self.frame_stride,
-            frame_size=self.frame_size,
-            sampling="train" if train else "eval",
-            clip_step=self.train_clip_step,
-            resize_mode=self.resize_mode,
-            decode_threads=self.decode_threads,
-            video_backend=self.video_backend,
-        )
+        return self.weak_dataset(videos, XD_VIOLENCE_CODES, train=train)
