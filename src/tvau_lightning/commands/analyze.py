@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tvau_lightning.atomic import atomic_directory, check_output_dir, write_text_atomic
 from tvau_lightning.checkpoints import CheckpointError
-from tvau_lightning.commands.options import positive_float, positive_int, unit_interval
+from tvau_lightning.commands.options import add_model_options, positive_int, unit_interval
 from tvau_lightning.commands.progress import progress_bar
 from tvau_lightning.data.labels import find_frame_labels, read_frame_labels
 from tvau_lightning.data.video import VideoReadError, open_video
@@ -35,29 +35,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="output folder (created; replaced only with --overwrite)")
     parser.add_argument("--ckpt", help="stage-1 AHD checkpoint (.ckpt); optional when --rae-ckpt names its own")
     parser.add_argument("--rae-ckpt", help="stage-2 RAE checkpoint: also write answers.json")
-    parser.add_argument("--backbone", help="backbone folder, overriding the path stored in the checkpoint")
-    parser.add_argument("--frame-size", type=positive_int, nargs=2, metavar=("H", "W"),
-                        help="model frame size (default: the one the checkpoint was trained with)")
-    parser.add_argument("--clip-len", type=positive_int, help="frames per clip (default: the checkpoint's)")
     parser.add_argument("--batch-size", type=positive_int, default=1, help="clips per forward pass (default 1)")
-    parser.add_argument("--fps", type=positive_float, help="frame rate of a frame folder (default 24), or to override a file's")
-    parser.add_argument("--video-backend", default="auto", choices=("auto", "decord", "pyav", "torchcodec"),
-                        help="decoder of video files (default auto: decord if installed, except .avi files; else PyAV)")
     parser.add_argument("--labels", help="ground-truth frame labels (.npy, UBnormal *_tracks.txt, or 0/1 text)")
     parser.add_argument("--threshold", type=float, default=0.5, help="heatmap threshold of regions (default 0.5)")
     parser.add_argument("--link-iou", type=unit_interval, default=0.1, help="box IoU linking regions into tracks (0.1)")
     parser.add_argument("--alpha", type=unit_interval, default=0.4, help="heatmap opacity in the overlay (default 0.4)")
     parser.add_argument("--overlay-min", type=unit_interval, default=0.0,
                         help="draw the heatmap only where it is at least this (e.g. 0.5); default 0 = everywhere")
-    parser.add_argument("--device", default="auto", help="auto (GPU if available), cpu, cuda, cuda:N")
-    parser.add_argument("--dtype", default="auto", help="backbone dtype: auto (bf16 on GPU, fp32 on CPU), float32, "
-                                                      "bfloat16, float16")
-    parser.add_argument("--force-backbone", action="store_true",
-                        help="run a checkpoint on a backbone other than the one it records (family or vision "
-                             "architecture differ); its heatmaps are then likely meaningless")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     parser.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true",
                         help="no progress bar (--quiet is the old spelling)")
+    add_model_options(parser)
     return parser
 
 

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from tvau_lightning.commands.options import nonnegative_int, positive_float, positive_int
+from tvau_lightning.commands.options import add_model_options, nonnegative_int, positive_int
 from tvau_lightning.data.video import VideoReader, VideoReadError, open_video
 from tvau_lightning.inference.session import ChatSession, FrameRange
 
@@ -44,25 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("video", help="a video file or a folder of numbered frame images")
     parser.add_argument("--rae-ckpt", required=True, help="stage-2 RAE checkpoint (.ckpt)")
     parser.add_argument("--ckpt", help="stage-1 AHD checkpoint (default: the one the RAE checkpoint names)")
-    parser.add_argument("--backbone", help="backbone folder, overriding the path stored in the checkpoint")
     parser.add_argument("--range", type=nonnegative_int, nargs=2, metavar=("START", "END"),
                         help="discuss only frames START..END (inclusive, 0-based); default the whole video")
     parser.add_argument("--num-frames", type=positive_int, help="frames the model sees (default: the RAE's training setting)")
-    parser.add_argument("--frame-size", type=positive_int, nargs=2, metavar=("H", "W"),
-                        help="AHD frame size, if the stage-1 checkpoint does not record it")
-    parser.add_argument("--clip-len", type=positive_int, help="AHD clip length, if the stage-1 checkpoint does not record it")
-    parser.add_argument("--fps", type=positive_float, help="frame rate of a frame folder (default 24)")
-    parser.add_argument("--video-backend", default="auto", choices=("auto", "decord", "pyav", "torchcodec"),
-                        help="decoder of video files (default auto: decord if installed, except .avi files; else PyAV)")
     parser.add_argument("--max-new-tokens", type=positive_int, help="longest answer in tokens (default: the checkpoint's)")
     parser.add_argument("--out", default=".", help="folder for /heatmap files without a path (default: here)")
     parser.add_argument("--transcript", help="write the dialogue to this JSON file at the end")
     parser.add_argument("--jsonl", action="store_true", help="print one JSON object per question or command")
-    parser.add_argument("--device", default="auto", help="auto (GPU if available), cpu, cuda, cuda:N")
-    parser.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16")
-    parser.add_argument("--force-backbone", action="store_true",
-                        help="run a checkpoint on a backbone other than the one it records (family or vision "
-                             "architecture differ); its heatmaps are then likely meaningless")
+    add_model_options(parser)
     return parser
 
 

@@ -96,3 +96,22 @@ def check_number(name: str, value: object, kind: Callable[[str], float | int]) -
         return kind(str(value))
     except argparse.ArgumentTypeError as err:
         raise ValueError(f"{name}: {err}") from None
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """The options every command that runs a trained model shares (``analyze``, ``chat``), spelled once:
+    where the backbone is, how the video is read, and where and in which precision the model runs."""
+    parser.add_argument("--backbone", help="backbone folder, overriding the path stored in the checkpoint")
+    parser.add_argument("--frame-size", type=positive_int, nargs=2, metavar=("H", "W"),
+                        help="AHD frame size (default: the one the stage-1 checkpoint was trained with)")
+    parser.add_argument("--clip-len", type=positive_int, help="AHD frames per clip (default: the checkpoint's)")
+    parser.add_argument("--fps", type=positive_float,
+                        help="frame rate of a frame folder (default 24), or to override a file's")
+    parser.add_argument("--video-backend", default="auto", choices=("auto", "decord", "pyav", "torchcodec"),
+                        help="decoder of video files (default auto: decord if installed, except .avi files; else PyAV)")
+    parser.add_argument("--device", default="auto", help="auto (GPU if available), cpu, cuda, cuda:N")
+    parser.add_argument("--dtype", default="auto",
+                        help="backbone dtype: auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16")
+    parser.add_argument("--force-backbone", action="store_true",
+                        help="run a checkpoint on a backbone other than the one it records (family or vision "
+                             "architecture differ); its heatmaps are then likely meaningless")
