@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
@@ -161,12 +161,8 @@ def parse_ucf_crime_annotations(
     check_range_convention(convention)
     path = Path(path)
     out: dict[str, VideoAnnotation] = {}
-    for number, raw in enumerate(_read_lines(path), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
+    for number, line, fields in _annotation_lines(path):
         where = f"{path} line {number}"
-        fields = line.split()
         if len(fields) != 6 or not all(_INT.match(f) for f in fields[2:]):
             raise DatasetFormatError(
                 f"{where}: expected 'video category start1 end1 start2 end2' (frames, -1 = none), got {line!r}; "
@@ -240,12 +236,8 @@ def parse_xd_violence_annotations(
     check_range_convention(convention)
     path = Path(path)
     out: dict[str, VideoAnnotation] = {}
-    for number, raw in enumerate(_read_lines(path), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
+    for number, line, fields in _annotation_lines(path):
         where = f"{path} line {number}"
-        fields = line.split()
         video = _stem(fields[0])
         try:
             codes = xd_violence_codes_of(video)
@@ -335,14 +327,17 @@ def read_split_list(path: str | os.PathLike[str]) -> list[str]:
     if not path.is_file():
         raise FileNotFoundError(f"split list not found: {path}; point split_dir at the folder holding "
                                 "Anomaly_Train.txt and Anomaly_Test.txt (UCF_Crimes-Train-Test-Split/Anomaly_Detection_splits)")
-    return [line.strip().replace("\\", "/") for line in _read_lines(path)
-            if line.strip() and not line.strip().startswith("#")]
+    return [line.replace("\\", "/") for _, line, _ in _annotation_lines(path)]
 
 
-def _read_lines(path: Path) -> list[str]:
+def _annotation_lines(path: Path) -> Iterator[tuple[int, str, list[str]]]:
+    """``(line number, stripped line, whitespace-separated fields)`` of every non-blank, non-``#`` line."""
     if not path.is_file():
         raise FileNotFoundError(f"annotation file not found: {path}; set annotation_file to the benchmark's file")
-    return path.read_text(encoding="utf-8-sig").splitlines()
+    for number, raw in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            yield number, line, line.split()
 
 
 def index_videos(root: Path, suffix: str = ".mp4") -> Mapping[str, list[Path]]:
