@@ -129,14 +129,16 @@ class AnomalyHeatmapModel(nn.Module):
 
 
 def decoder_from_state(state: Mapping[str, torch.Tensor], hparams: Mapping[str, Any]) -> AnomalyHeatmapDecoder:
-    """An :class:`AnomalyHeatmapDecoder` shaped like the weights ``state`` (keys without the ``ahd.`` prefix),
-    with the stored scale/fusion settings, loaded with them."""
+    """An :class:`AnomalyHeatmapDecoder` shaped like the weights ``state`` (keys without the ``ahd.`` prefix) —
+    binary, or ``C + 1`` classes for a weakly supervised category checkpoint — with the stored scale/fusion
+    settings, loaded with them."""
     n_layers = sum(1 for k in state if k.startswith("projections.") and k.endswith(".0.weight"))
     first = state["projections.0.0.weight"]
     ahd = AnomalyHeatmapDecoder(
         [int(state[f"projections.{i}.0.weight"].shape[1]) for i in range(n_layers)],
         int(state["prototypes"].shape[1]),
         hidden_dim=int(first.shape[0]),
+        num_classes=int(state["prototypes"].shape[0]),
         logit_scale=float(hparams.get("logit_scale", 100.0)),
         learnable_scale=bool(hparams.get("learnable_scale", False)),
         fusion=str(hparams.get("fusion", "softmax")),
