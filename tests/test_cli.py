@@ -87,3 +87,20 @@ def test_enumerated_options_show_and_check_their_choices(capsys):
               "--print_config"])
     assert stop.value.code == 2
     assert "ffmpeg" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "unknown"),
+    [
+        (["analyze", "clip.mp4", "--ckpt", "a.ckpt", "--video", "auto"], "--video"),  # not --video-backend
+        (["chat", "--ckpt", "a.ckpt", "--video", "auto"], "--video"),
+        (["export", "--ckpt", "a.ckpt", "--out", "x", "--o", "y"], "--o"),
+    ],
+)
+def test_a_prefix_of_an_option_is_not_taken_for_it(capsys, argv, unknown):
+    """argparse would read ``--video auto`` as ``--video-backend auto`` and the video path as a value of the
+    wrong option; every tvau command refuses abbreviations instead."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert unknown in capsys.readouterr().err

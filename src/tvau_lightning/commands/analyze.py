@@ -26,7 +26,7 @@ from tvau_lightning.report import write_analyze_report
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(allow_abbrev=False,
         prog="tvau analyze",
         description="Analyze one video: heatmap overlay video, per-frame scores, regions and tracks, and (with a "
                     "stage-2 checkpoint) answers to the standard questions.",

@@ -36,7 +36,7 @@ HELP = """commands: /reset (forget the history), /heatmap [PATH.mp4|PATH.png] (s
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(allow_abbrev=False,
         prog="tvau chat",
         description="Chat about a video with a stage-2 (RAE) model. Type questions; commands start with '/' "
                     "(/help). Reads stdin, so it can be scripted: printf 'question\\n/heatmap\\n' | tvau chat ...",

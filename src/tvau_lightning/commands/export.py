@@ -15,7 +15,7 @@ from tvau_lightning.inference.export import export_checkpoint
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tvau export", description=__doc__.split("\n\n")[0].replace("\n", " "))
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog="tvau export", description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--ckpt", required=True, help="a stage-1 (AHD) or stage-2 (RAE) checkpoint written by tvau fit")
     parser.add_argument("--out", required=True, help="the export folder to create")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")

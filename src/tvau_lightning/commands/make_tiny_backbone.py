@@ -15,7 +15,7 @@ from tvau_lightning.backbones.types import BackboneError
 def make_tiny_backbone_main(argv: Sequence[str] | None = None) -> int:
     """``tvau make-tiny-backbone --family qwen2_5_vl --out DIR [--seed 0]``: write a tiny random model folder."""
     families = tiny_families()
-    parser = argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(allow_abbrev=False,
         prog="tvau make-tiny-backbone",
         description="Write a tiny random backbone (model + tokenizer, built offline) that load_backbone loads; "
         "for demos and tests, not for real results.",

@@ -13,7 +13,7 @@ from tvau_lightning.inference.export import merge_lora_checkpoint
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tvau merge-lora",
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog="tvau merge-lora",
                                      description="Merge a stage-2 checkpoint's LoRA into a self-contained HF folder.")
     parser.add_argument("--ckpt", required=True, help="RAETask checkpoint (.ckpt)")
     parser.add_argument("--out", required=True, help="output model folder (replaced atomically if it exists)")

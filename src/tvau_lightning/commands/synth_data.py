@@ -18,7 +18,7 @@ WEAK_DATASETS = ("ucf_crime", "xd_violence")
 
 
 def build_weak_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(allow_abbrev=False,
         prog="tvau synth-data",
         description="Write a small synthetic UCF-Crime or XD-Violence in its native on-disk layout (seeded; an "
         "intruder whose colour and shape name its category, exact ranges; pixel masks in a side folder).",
@@ -37,7 +37,7 @@ def build_weak_parser() -> argparse.ArgumentParser:
 def synth_data_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``tvau synth-data``: 0 on success (argparse exits 2 on bad arguments)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    probe = argparse.ArgumentParser(add_help=False)
+    probe = argparse.ArgumentParser(allow_abbrev=False, add_help=False)
     probe.add_argument("--dataset")
     dataset = probe.parse_known_args(argv)[0].dataset
     if dataset not in WEAK_DATASETS:

@@ -584,7 +584,7 @@ def write_synthetic_shanghaitech(
 # --------------------------------------------------------------------------------------------- CLI
 def synth_data_main(argv: Sequence[str] | None = None) -> int:
     """``tvau synth-data``: write a synthetic dataset in a native layout."""
-    parser = argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(allow_abbrev=False,
         prog="tvau synth-data",
         description="Write a small synthetic dataset in UBnormal's or ShanghaiTech's native on-disk layout "
         "(seeded; red/orange erratic anomalies with exact masks, labels and tracks).",
