@@ -41,6 +41,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 from tvau_lightning.backbones.base import (
@@ -334,9 +335,9 @@ class Qwen2_5_VLAdapter(TinyHooks, BackboneAdapter):
         tp, p, m = self.temporal_patch_size, self.patch_size, self.spatial_merge_size
         if pad := gt * tp - t:
             x = torch.cat([x, x[:, -1:].expand(-1, pad, -1, -1, -1)], dim=1)
-        # (B, T'·2, C, H, W) → (B, T', H'/m, W'/m, m, m | C, 2, p, p): the HF Qwen2-VL processor's layout
-        x = x.view(b, gt, tp, 3, gh // m, m, p, gw // m, m, p)
-        patches = x.permute(0, 1, 4, 7, 5, 8, 3, 2, 6, 9).reshape(b * gt * gh * gw, 3 * tp * p * p)
+        # the HF Qwen2-VL processor's layout: one row per patch, merge blocks of m×m patches kept together
+        patches = rearrange(x, "b (t tp) c (h m1 p1) (w m2 p2) -> (b t h w m1 m2) (c tp p1 p2)",
+                            tp=tp, m1=m, m2=m, p1=p, p2=p)
 
         pool = self.config.visual_token_pool
         grid = torch.tensor([[gt, gh, gw]] * b, dtype=torch.long)
@@ -432,8 +433,8 @@ class Qwen2_5_VLAdapter(TinyHooks, BackboneAdapter):
         for i in wanted:
             hidden = captured[i]
             units = hidden.view(-1, m * m, hidden.shape[-1])[reverse]  # row-major merge blocks
-            grid = units.view(b, gt, gh // m, gw // m, m, m, -1).permute(0, 1, 2, 4, 3, 5, 6)
-            features[i] = grid.reshape(b, gt, gh, gw, -1)
+            features[i] = rearrange(units, "(b t h w) (m1 m2) c -> b t (h m1) (w m2) c",
+                                    b=b, t=gt, h=gh // m, w=gw // m, m1=m)
         tokens = None
         if visual_tokens:
             assert merged is not None

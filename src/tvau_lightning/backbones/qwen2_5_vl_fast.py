@@ -45,6 +45,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint
+from einops import rearrange
 from torch import nn
 
 __all__ = [
@@ -323,8 +324,8 @@ def window_order_to_grids(hidden: torch.Tensor, plan: WindowPlan) -> list[torch.
     grids, offset = [], 0
     for t, h, w in plan.grid_thw:
         n = t * (h // s) * (w // s)
-        g = units[offset : offset + n].reshape(t, h // s, w // s, s, s, c)
-        grids.append(g.permute(0, 1, 3, 2, 4, 5).reshape(t, h, w, c))
+        grids.append(rearrange(units[offset : offset + n], "(t h w) (s1 s2) c -> t (h s1) (w s2) c",
+                               t=t, h=h // s, w=w // s, s1=s))
         offset += n
     return grids
 
