@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -152,6 +153,12 @@ def test_validate_writes_the_artifacts_next_to_the_logs(validated, fitted_ahd):
     assert report["bootstrap"]["num_resamples"] == 64 and report["bootstrap"]["seed"] == 5
     assert report["checkpoint"] == str(fitted_ahd.checkpoint)
     assert {"val/roc", "val/rbdr_tbdr", "val/timelines"} <= set(_tensorboard_images(validated["log_dir"]))
+    # the report's `tvau analyze` lines name each video's file (from the DataModule), ready to paste
+    html = (validated["eval"] / "report.html").read_text()
+    commands = re.findall(r"tvau analyze (\S+) --ckpt", html)
+    assert commands, "the report lists no worst video"
+    files = {str(fitted_ahd.data.videos[v].path) for v in fitted_ahd.data.split("validation")}
+    assert set(commands) <= files, (commands, files)
 
 
 def test_test_subcommand_writes_into_out_dir(eval_config, fitted_ahd, cli_runner_eval, tmp_path):

@@ -32,6 +32,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.trainer.states import TrainerFn
 
+from tvau_lightning.data.feature_cache import FeatureCacheError, dataset_video_paths
 from tvau_lightning.evaluation.artifacts import evaluation_figures, write_artifacts
 from tvau_lightning.evaluation.records import EvaluationRecords, records_from_metrics
 from tvau_lightning.evaluation.summary import summarize
@@ -178,10 +179,24 @@ class EvaluationArtifacts(Callback):
             info = {"split": prefix, "task": type(pl_module).__name__, "checkpoint": trainer.ckpt_path,
                     "epoch": trainer.current_epoch, "global_step": trainer.global_step}
             self.last_written = write_artifacts(summary, out_dir, stage=stage, info=info, timelines=self.timelines)
-            write_eval_report(out_dir)  # eval/report.html over the files just written
+            # eval/report.html over the files just written; its `tvau analyze` lines name the video files
+            write_eval_report(out_dir, video_paths=_video_paths(trainer, prefix))
         if log:
             from tvau_lightning.evaluation.plots import figure_rgb
 
             for name, figure in evaluation_figures(summary, title_prefix=f"{prefix}: ").items():
                 tensorboard.experiment.add_image(f"{prefix}/{name}", figure_rgb(figure), trainer.global_step,
                                                  dataformats="HWC")
+
+
+def _video_paths(trainer: Trainer, split: str) -> dict[str, str]:
+    """Video id → file (or frame folder) of the evaluated split, when the DataModule says where its videos are
+    (``dm.dataset(split)``); empty otherwise (the report then names the ids)."""
+    datamodule = getattr(trainer, "datamodule", None)
+    if datamodule is None or not hasattr(datamodule, "dataset"):
+        return {}
+    try:
+        paths = dataset_video_paths(datamodule.dataset(split))
+    except (FeatureCacheError, ValueError, KeyError, AttributeError):
+        return {}
+    return {vid: str(path) for vid, path in paths.items()}
