@@ -111,7 +111,7 @@ def test_metric_equals_functional_over_padded_repeated_clips():
                           torch.tensor(index)[None])
     got = metric.compute()
     expected = temporal_map(scores, truth).as_dict()
-    assert got.keys() == expected.keys()
+    assert got.keys() - {"category_accuracy"} == expected.keys()
     for key, value in expected.items():
         assert float(got[key]) == pytest.approx(value, abs=1e-6), key
 
@@ -124,6 +124,17 @@ def test_metric_rejects_bad_shapes_and_warns_without_anomalies():
     cats[..., 0] = True
     metric.update(torch.rand(1, 4, 3), cats, ["n"], torch.arange(4)[None])
     with pytest.warns(RuntimeWarning, match="undefined"):
-        assert all(torch.isnan(v) for v in metric.compute().values())
+        assert all(torch.isnan(v) for v in metric.compute().values())  # category accuracy too: no abnormal frame
     with pytest.raises(ValueError, match="num_classes"):
         TemporalMAP(num_classes=1)
+
+
+def test_category_accuracy_counts_each_anomalous_frame_once():
+    """Frames 1–3 are anomalous (categories 1, 2, 2); the argmax over anomaly classes is right on frames 1 and 2,
+    wrong on 3 → 2/3. Frame 3 arrives twice (overlapping clips) and still counts once; frame 0 is normal."""
+    cats = torch.tensor([[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 1]], dtype=torch.bool)
+    scores = torch.tensor([[0.9, 0.8, 0.0], [0.0, 0.9, 0.1], [0.0, 0.2, 0.7], [0.0, 0.6, 0.3]])
+    metric = TemporalMAP(num_classes=3)
+    metric.update(scores[None], cats[None], ["v"], torch.arange(4)[None])
+    metric.update(scores[None, 3:], cats[None, 3:], ["v"], torch.tensor([[3]]))
+    assert float(metric.compute()["category_accuracy"]) == pytest.approx(2 / 3)

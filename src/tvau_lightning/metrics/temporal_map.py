@@ -36,8 +36,10 @@ class TemporalMAP(RowStateMetric):
         include_normal: also evaluate normal videos and the normal class (VadCLIP's published code); default:
             abnormal videos and anomaly classes only, as the papers state.
 
-    ``compute()`` returns ``{"map@0.1": …, …, "map@0.5": …, "map_avg": …}`` float32 scalars (NaN with a
-    warning when no abnormal video was seen).
+    ``compute()`` returns ``{"map@0.1": …, …, "map@0.5": …, "map_avg": …, "category_accuracy": …}`` float32
+    scalars (mAP NaN with a warning when no abnormal video was seen); ``category_accuracy`` is
+    :func:`category_accuracy` over the same de-duplicated frames, so it too counts each frame once on any number
+    of processes.
     """
 
     log_name = "map"
@@ -109,10 +111,22 @@ class TemporalMAP(RowStateMetric):
         if gaps:
             warnings.warn(f"mAP@tIoU: {gaps} frames inside the videos were never seen; scored 0 with no category",
                           RuntimeWarning, stacklevel=2)
+        accuracy = torch.tensor(category_accuracy(score, category), dtype=torch.float32)
         names = [f"map@{t:.1f}" for t in self.thresholds] + ["map_avg"]
         if not any(truth.values()):
             warnings.warn("mAP@tIoU is undefined: no video with an anomalous segment was seen; returning NaN",
                           RuntimeWarning, stacklevel=2)
-            return {n: torch.tensor(float("nan")) for n in names}
+            return {n: torch.tensor(float("nan")) for n in names} | {"category_accuracy": accuracy}
         result = temporal_map(scores, truth, self.thresholds, include_normal=self.include_normal)
-        return {k: torch.tensor(v, dtype=torch.float32) for k, v in result.as_dict("map").items()}
+        values = {k: torch.tensor(v, dtype=torch.float32) for k, v in result.as_dict("map").items()}
+        return values | {"category_accuracy": accuracy}
+
+
+def category_accuracy(scores: np.ndarray, categories: np.ndarray) -> float:
+    """Share of the anomalous frames (a category other than normal) whose highest-scoring anomaly class is one of
+    their categories; ``scores`` ``(N, K)``, ``categories`` ``(N, K)`` bool, column 0 = normal. NaN without one."""
+    abnormal = categories[:, 1:].any(axis=1)
+    if not abnormal.any():
+        return float("nan")
+    predicted = scores[abnormal, 1:].argmax(axis=1) + 1
+    return float(categories[abnormal][np.arange(int(abnormal.sum())), predicted].mean())

@@ -21,7 +21,6 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from torchmetrics.aggregation import MeanMetric
 
 from tvau_lightning.backbones.registry import load_backbone
 from tvau_lightning.backbones.types import BackboneConfig
@@ -125,8 +124,7 @@ class WeakAHDTask(HeatmapTask):
 
     def _make_metrics(self) -> torch.nn.ModuleDict:
         return torch.nn.ModuleDict({"auc": MicroAUROC(), "ap": FrameAveragePrecision(),
-                                    "map": TemporalMAP(num_classes=len(self.categories)),
-                                    "category_accuracy": MeanMetric()})
+                                    "map": TemporalMAP(num_classes=len(self.categories))})
 
     @torch.no_grad()
     def compute_prototypes(self) -> torch.Tensor:
@@ -211,19 +209,13 @@ class WeakAHDTask(HeatmapTask):
             metrics["ap"].update(scores, labels, batch.video_id, index)
         if batch.frame_categories is not None:
             class_scores = self.frame_class_scores(out, batch.num_frames)
-            metrics["map"].update(class_scores, batch.frame_categories, batch.video_id, index)
-            abnormal = batch.valid & (labels == 1)
-            if abnormal.any():
-                predicted = class_scores[..., 1:].argmax(dim=-1) + 1  # (B, T)
-                correct = batch.frame_categories.gather(-1, predicted[..., None])[..., 0]
-                metrics["category_accuracy"].update(correct[abnormal].float())
+            metrics["map"].update(class_scores, batch.frame_categories, batch.video_id, index)  # + category accuracy
         return out
 
     def _log_epoch_metrics(self, metrics: torch.nn.ModuleDict, stage: str) -> dict[str, float]:
         values: dict[str, torch.Tensor] = {f"{stage}/frame_auc": metrics["auc"].compute(),
                                            f"{stage}/frame_ap": metrics["ap"].compute()}
         values |= {f"{stage}/{k}": v for k, v in metrics["map"].compute().items()}
-        values[f"{stage}/category_accuracy"] = metrics["category_accuracy"].compute()
         values = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in values.items()}
         self.log_dict(values, prog_bar=False)
         for m in metrics.values():
