@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from tvau_lightning.checkpoints import CheckpointError
 from tvau_lightning.cli import LIGHTNING_COMMANDS, main
 
 
@@ -104,3 +105,15 @@ def test_a_prefix_of_an_option_is_not_taken_for_it(capsys, argv, unknown):
         main(argv)
     assert exit_info.value.code == 2
     assert unknown in capsys.readouterr().err
+
+
+def test_tool_commands_print_one_line_or_the_traceback_with_verbose(capsys, tmp_path):
+    """A failing tool command prints one line and exits 1; ``--verbose`` (anywhere) raises the original error."""
+    missing = tmp_path / "missing.ckpt"
+    assert main(["export", "--ckpt", str(missing), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("tvau export: error:") and str(missing) in err[0]
+    with pytest.raises(CheckpointError, match="missing.ckpt"):
+        main(["export", "--verbose", "--ckpt", str(missing), "--out", str(tmp_path / "out")])
+    assert main(["export", "--ckpt", str(missing), "--out", str(tmp_path / "out")]) == 1  # not sticky
+    assert not (tmp_path / "out").exists()

@@ -13,6 +13,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from tvau_lightning.commands.errors import one_line
+
 LIGHTNING_COMMANDS: dict[str, str] = {
     "fit": "train a task (AHD stage 1, RAE stage 2) from YAML configs",
     "validate": "run the validation loop (metrics over whole videos)",
@@ -49,8 +51,8 @@ def _overview() -> str:
         "",
         "Options spelled the same in every tool: --overwrite (replace an earlier output of tvau's own, never",
         "another folder), --no-progress, --device auto|cpu|cuda[:N], --dtype auto|float32|bfloat16|float16,",
-        "--force-backbone (run a checkpoint on a backbone it was not trained on). LightningCLI commands take",
-        "--verbose (full traceback instead of the one-line error) and their options with dots/underscores",
+        "--force-backbone (run a checkpoint on a backbone it was not trained on), --verbose (the full traceback",
+        "instead of the one-line error). LightningCLI commands take their options with dots/underscores",
         "(--model.init_args.lr, --trainer.max_epochs) as Lightning spells them.",
         "",
         "Example: tvau fit --config configs/ahd.yaml --trainer configs/trainer/cpu.yaml",
@@ -136,8 +138,11 @@ def main(args: Sequence[str] | None = None) -> int:
         print(__version__)
         return 0
     if argv[0] in TOOL_COMMANDS:
+        from tvau_lightning.commands import errors
+
+        errors.VERBOSE = "--verbose" in argv[1:]  # a traceback instead of the one-line error, as below
         try:
-            return _run_tool(argv[0], argv[1:])
+            return _run_tool(argv[0], [a for a in argv[1:] if a != "--verbose"])
         except KeyboardInterrupt:  # staged outputs were already removed by their context managers
             print(f"tvau {argv[0]}: interrupted", file=sys.stderr)
             return 130
@@ -185,11 +190,6 @@ def known_error(error: BaseException) -> BaseException | None:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
-
-
-def one_line(error: BaseException) -> str:
-    """An error's message on one line (continuation lines joined)."""
-    return " ".join(part.strip() for part in str(error).splitlines() if part.strip())
 
 
 if __name__ == "__main__":  # pragma: no cover

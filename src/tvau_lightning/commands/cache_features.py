@@ -21,6 +21,7 @@ import torch
 
 from tvau_lightning.backbones.types import BackboneError
 from tvau_lightning.cli import lightning_cli
+from tvau_lightning.commands.errors import command_error
 from tvau_lightning.commands.progress import progress_bar
 from tvau_lightning.data.feature_cache import CACHE_FORMAT_VERSION, STORAGE_DTYPES, FeatureCacheError
 from tvau_lightning.modules.feature_extraction import fill_feature_cache
@@ -75,7 +76,6 @@ def cache_features_main(argv: Sequence[str]) -> int:
                                         storage_dtype=args.storage_dtype, batch_size=args.batch_size,
                                         num_workers=args.num_workers, overwrite=args.overwrite, on_clips=add_task)
     except (FeatureCacheError, BackboneError, FileNotFoundError, ValueError) as error:
-        print(f"tvau cache-features: error: {error}", file=sys.stderr)
-        return 1
+        return command_error("cache-features", error)
     print(json.dumps({"format_version": CACHE_FORMAT_VERSION, **asdict(report)}, indent=2))
     return 0

@@ -6,11 +6,11 @@ tvau command that takes ``--ckpt`` and by ``AnomalyHeatmapModel.from_pretrained`
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
 from tvau_lightning.backbones.types import BackboneError
 from tvau_lightning.checkpoints import CheckpointError
+from tvau_lightning.commands.errors import command_error
 from tvau_lightning.inference.export import export_checkpoint
 
 
@@ -28,7 +28,6 @@ def export_main(argv: Sequence[str]) -> int:
     try:
         out = export_checkpoint(args.ckpt, args.out, overwrite=args.overwrite)
     except (CheckpointError, BackboneError, FileExistsError, FileNotFoundError, ValueError) as error:
-        print(f"tvau export: error: {error}", file=sys.stderr)
-        return 1
+        return command_error("export", error)
     print(f"exported {args.ckpt} to {out}: {', '.join(sorted(p.name for p in out.iterdir() if not p.name.startswith('.')))}")
     return 0

@@ -4,11 +4,11 @@ folder (:func:`tvau_lightning.inference.export.merge_lora_checkpoint`)."""
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
 from tvau_lightning.backbones.types import BackboneError
 from tvau_lightning.checkpoints import CheckpointError
+from tvau_lightning.commands.errors import command_error
 from tvau_lightning.inference.export import merge_lora_checkpoint
 
 
@@ -26,7 +26,6 @@ def merge_lora_main(argv: Sequence[str]) -> int:
     try:
         out = merge_lora_checkpoint(args.ckpt, args.out)
     except (CheckpointError, BackboneError, FileExistsError, FileNotFoundError, ValueError) as error:
-        print(f"tvau merge-lora: error: {error}", file=sys.stderr)
-        return 1
+        return command_error("merge-lora", error)
     print(f"merged model written to {out}")
     return 0
