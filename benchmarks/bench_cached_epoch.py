@@ -7,14 +7,21 @@ per 16×448×672 clip (126 MB) plus bit-packed masks — then times, alternating
 * **files (reused buffer)**: every clip file's bytes read into one reused buffer (``readinto``), the floor;
 * **files (new memory)**: every file read into new memory (``Path.read_bytes``), as a reader that keeps the
   bytes must (on a VM, faulting in fresh pages costs as much as the copy);
-* **cached epoch**: the loader a cached epoch uses (``CachedClipDataset`` + ``collate_cached_clips``, what
-  ``VideoClipDataModule.read_from_feature_cache`` serves): every batch with its grids, masks, labels and boxes
-  ready for the AHD, no video opened, each tensor copied once into a staging buffer (as the host → GPU copy
-  does; the grids are memory-mapped, so this copy is where their bytes are read). The AHD step itself is not
-  included (it is the same with or without the cache and depends on the device).
+* **cached epoch**, per ``--readers`` (``CachedClipDataset`` + ``collate_cached_clips``, what
+  ``VideoClipDataModule.read_from_feature_cache`` serves): every batch as the training step gets it — a
+  ``ClipBatch`` with its grids, masks, labels and boxes, no video opened — and each of its tensors copied once
+  by the consumer: into a staging buffer on a CPU (standing in for the host → GPU copy; the staging buffers are
+  allocated once per run, as a GPU's caching allocator keeps device memory), ``.to("cuda", non_blocking=True)``
+  when CUDA is available. ``read``: the batch's files read (``preadv``) into reused buffers; ``mmap``: the files
+  memory-mapped (their bytes are read by the consumer's copy); ``auto`` (the default, what the DataModule
+  serves): ``mmap`` for one clip per batch in the main process without CUDA, else ``read``;
+* **cached epoch, read, no consumer copy**: the ``read`` loader alone — every byte is in process memory when the
+  batch is handed over, which is what a CPU training step reads in place and what a GPU copies by DMA from
+  page-locked memory (not meaningful for ``mmap``, whose bytes are read only when touched).
 
-Both read a warm page cache (the files were just written and are read once before timing), so this measures
-the work above the disk. The script prints both times, MB/s and the ratio (done criterion: ≤ 1.5×).
+The AHD step itself is not included (it is the same with or without the cache and depends on the device). All
+read a warm page cache (the files were just written and are read once before timing), so this measures the
+work above the disk. The script prints the times, MB/s and the ratios (done criterion: ≤ 1.5×).
 
     python benchmarks/bench_cached_epoch.py                        # 8 clips at 7B shapes (~1 GB of files)
     python benchmarks/bench_cached_epoch.py --clips 16 --grid 8 16 24 --channels 256
@@ -78,20 +85,28 @@ def read_files(paths: list[Path]) -> float:
     return time.perf_counter() - start
 
 
-def cached_epoch(dataset: CachedClipDataset, batch_size: int, workers: int) -> float:
-    """Every batch of the cached loader, each of its tensors copied once into a staging buffer — the copy the
-    host → GPU transfer makes (memory-mapped grids are only read when touched, so an untouched batch would
-    measure nothing)."""
+def cached_epoch(dataset: CachedClipDataset, batch_size: int, workers: int,
+                 staging: dict[str, torch.Tensor] | None) -> float:
+    """Every batch of the cached loader, each of its tensors copied once by the consumer: to the GPU when CUDA is
+    available, else into a staging buffer (``staging``, kept across epochs); ``staging=None``: no copy (the
+    batch's bytes must then already be in memory, i.e. the ``read`` reader)."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
                         collate_fn=collate_cached_clips)
-    staging: dict[str, torch.Tensor] = {}
+    cuda = torch.cuda.is_available() and staging is not None
     start = time.perf_counter()
     for batch in loader:
+        if staging is None:
+            continue
         tensors = {**batch.extras, "masks": batch.masks, "frame_labels": batch.frame_labels, "valid": batch.valid}
         for name, tensor in tensors.items():
+            if cuda:
+                tensor.to("cuda", non_blocking=True)
+                continue
             if name not in staging or staging[name].shape != tensor.shape:
                 staging[name] = torch.empty_like(tensor, memory_format=torch.contiguous_format)
             staging[name].copy_(tensor)
+    if cuda:
+        torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
@@ -106,6 +121,8 @@ def main() -> None:
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--readers", nargs="+", default=["auto", "read", "mmap"], choices=["auto", "read", "mmap"],
+                        help="CachedClipDataset readers to time (the first one gives `ratio`; auto is the default)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dir", type=Path, default=None, help="where to write the cache (default: a temp folder)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
@@ -117,25 +134,40 @@ def main() -> None:
         cache = FeatureCache.open(root)
         paths = [cache.path_for(v, f) for v, f in clips]
         total_mb = sum(p.stat().st_size for p in paths) / 1e6
-        dataset = CachedClipDataset(cache, clips, tuple(args.frame_size))
+        datasets = {reader: CachedClipDataset(cache, clips, tuple(args.frame_size), reader=reader)
+                    for reader in dict.fromkeys(args.readers)}
         read_files(paths)  # warm the page cache
-        times: dict[str, list[float]] = {"files": [], "files_new_memory": [], "cached_epoch": []}
-        for _ in range(args.repeats):
+        epochs = [f"cached_epoch_{reader}" for reader in datasets]
+        if "read" in datasets:
+            epochs.append("cached_epoch_read_no_copy")
+        times: dict[str, list[float]] = {name: [] for name in ("files", "files_new_memory", *epochs)}
+        staging: dict[str, torch.Tensor] = {}
+        for _ in range(args.repeats):  # alternating: every variant once per round
             times["files"].append(read_files(paths))
             times["files_new_memory"].append(read_files_fresh(paths))
-            times["cached_epoch"].append(cached_epoch(dataset, args.batch_size, args.workers))
+            for reader, dataset in datasets.items():
+                times[f"cached_epoch_{reader}"].append(cached_epoch(dataset, args.batch_size, args.workers, staging))
+            if "read" in datasets:
+                times["cached_epoch_read_no_copy"].append(
+                    cached_epoch(datasets["read"], args.batch_size, args.workers, None))
     med = {k: statistics.median(v) for k, v in times.items()}
-    result = {"machine": cpu_name(), "cores": len(os.sched_getaffinity(0)), "clips": args.clips,
-              "mb_per_clip": total_mb / args.clips, "total_mb": total_mb, "grid": args.grid,
+    first = epochs[0]
+    result = {"machine": cpu_name(), "cores": len(os.sched_getaffinity(0)), "load_average": os.getloadavg(),
+              "clips": args.clips, "mb_per_clip": total_mb / args.clips, "total_mb": total_mb, "grid": args.grid,
               "channels": args.channels, "layers": args.layers, "dtype": args.dtype, "workers": args.workers,
-              "times_s": times, "ratio": med["cached_epoch"] / med["files"],
-              "ratio_new_memory": med["cached_epoch"] / med["files_new_memory"]}
-    for name in ("files", "files_new_memory", "cached_epoch"):
-        print(f"{name:16s}: {med[name]:7.3f} s  {total_mb / med[name]:8.0f} MB/s  "
+              "batch_size": args.batch_size, "consumer_copy": "cuda" if torch.cuda.is_available() else "cpu staging",
+              "times_s": {**times, "cached_epoch": times[first]},
+              "ratio": med[first] / med["files"], "ratio_new_memory": med[first] / med["files_new_memory"],
+              "ratios": {name: med[name] / med["files"] for name in epochs}}
+    for name in times:
+        print(f"{name:26s}: {med[name]:7.3f} s  {total_mb / med[name]:8.0f} MB/s  "
               f"(runs: {', '.join(f'{t:.3f}' for t in times[name])} s)")
-    print(f"cached epoch / reading its files: {result['ratio']:.2f}x (reused buffer), "
-          f"{result['ratio_new_memory']:.2f}x (new memory)  ({args.clips} clips × "
-          f"{total_mb / args.clips:.0f} MB, {args.dtype}, warm page cache, {cpu_name()})")
+    for name in epochs:
+        print(f"{name} / reading its files: {med[name] / med['files']:.2f}x (reused buffer), "
+              f"{med[name] / med['files_new_memory']:.2f}x (new memory)")
+    print(f"({args.clips} clips × {total_mb / args.clips:.0f} MB, {args.dtype}, batch {args.batch_size}, "
+          f"{args.workers} workers, consumer copy: {result['consumer_copy']}, warm page cache, {cpu_name()}, "
+          f"load average {os.getloadavg()[0]:.1f})")
     if args.json is not None:
         write_text_atomic(args.json, json.dumps(result, indent=2) + "\n")
 

@@ -1,20 +1,35 @@
-"""Frames/s of the evaluation data path: today's interleaved clips vs one sequential pass per video, one run.
+"""Frames/s of the evaluation data path, in one run: the loader of before issue 17, sequential clips, and
+sequential clips that the model's device resizes.
 
 Writes ``--videos`` H.264 videos of ``--frames`` frames at a 1280×720 source (moving texture, x264 defaults:
 a keyframe every 250 frames, as most benchmark videos), wraps them in a minimal :class:`VideoClipDataset`
-(masks, labels and boxes empty; frames decoded and resized to 448×672 as the DataModules do) and loads every
-evaluation clip with ``--workers`` DataLoader workers:
+(labels and boxes empty, masks all-False at the source size; frames decoded and resized to 448×672 as the
+DataModules do) and loads every evaluation clip with ``--workers`` DataLoader workers:
 
-* **interleaved** (the loader before): the map-style dataset, so consecutive clips of a video go to different
-  workers and each worker's decoder jumps over the frames the others read;
-* **sequential** (:class:`~tvau_lightning.data.clips.SequentialEvaluationClips`, now the DataModules'
-  evaluation loader): videos sharded over workers, each video decoded front to back by one decoder.
+* **today** (the loader at the start of issue 17, git 7a44add): the map-style dataset, so consecutive clips of
+  a video go to different workers and each worker's decoder jumps over the frames the others read, with the
+  reader and collate of that day (:class:`TodayPyAV`: every frame converted by ``to_ndarray`` — a new swscale
+  context per frame — kept in a list and ``np.stack``-ed; the batch a ``torch.stack`` copy);
+* **interleaved**: the same map-style loader with the current readers and collate (decoding into one
+  preallocated array, one swscale context per reader, a batch of one clip a view);
+* **sequential** (:class:`~tvau_lightning.data.clips.SequentialEvaluationClips`, the DataModules'
+  evaluation loader): videos sharded over workers, each video decoded front to back by one decoder;
+* **sequential_device** (``resize_on: device``): the same, but the workers only decode, at the source size,
+  into one preallocated array (shared memory in a worker); the resize to 448×672 happens on the model's device
+  after the transfer, which this figure leaves out. Its cost when that device is the CPU is measured apart
+  (one thread, CPU time) and folded back in as ``sequential_device_with_cpu_resize`` (``1 / (1 / data path +
+  1 / resize)``), so nothing the GPU would take over is hidden;
+* **main_process_device**: ``sequential_device`` with no worker (``num_workers=0``, one core): what the path
+  costs when the source-size frames need not cross into another process (the ceiling of one core; a single
+  process does not scale past it).
 
-The two take turns ``--repeats`` times (a change of machine load hits both); the script prints frames/s (real
-frames, padding excluded) in total and per busy core (``min(workers, cores)``), and the ratio of the medians.
+The paths take turns ``--repeats`` times (a change of machine load hits all); the script prints frames/s (real
+frames, padding excluded) in total and per busy core (``min(workers, cores)``; 1 without workers), frames per
+CPU-second (user + system time of the main process and its workers: what the loading costs, whatever else runs
+on the machine), and ratios of the medians against ``today``. ``--backend pyav`` (``today`` replays PyAV).
 
-    python benchmarks/bench_evaluation_data.py                       # 4 videos × 128 frames, 4 workers
-    python benchmarks/bench_evaluation_data.py --workers 1 --videos 2
+    python benchmarks/bench_evaluation_data.py --backend pyav               # 4 videos × 128 frames, 4 workers
+    python benchmarks/bench_evaluation_data.py --backend pyav --workers 2 --videos 2
 """
 
 from __future__ import annotations
@@ -22,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import tempfile
 import time
@@ -35,8 +51,10 @@ from torch.utils.data import DataLoader
 
 from tvau_lightning.atomic import write_text_atomic
 from tvau_lightning.data.clips import SequentialEvaluationClips, VideoClipDataset
+from tvau_lightning.data.transforms import resize_frames
 from tvau_lightning.data.types import collate_clips
-from tvau_lightning.data.video import open_video
+from tvau_lightning.data.video import PyAVVideo, open_video
+from tvau_lightning.data.video.base import frame_index_array, gather_frames
 
 
 def write_video(path: Path, frames: int, size: tuple[int, int], seed: int, fps: int = 30) -> None:
@@ -58,11 +76,32 @@ def write_video(path: Path, frames: int, size: tuple[int, int], seed: int, fps: 
             container.mux(packet)
 
 
+class TodayPyAV(PyAVVideo):
+    """:class:`PyAVVideo` as it read frames before issue 17 (git 7a44add): ``frame.to_ndarray(format="rgb24")``
+    per frame into a list, then ``np.stack``."""
+
+    def read(self, indices):  # noqa: ANN001, ANN201
+        array = frame_index_array(indices, self.num_frames, self.path)
+        unique, inverse = np.unique(array, return_inverse=True)
+        frames = np.stack([self._frame_at(int(i)).to_ndarray(format="rgb24") for i in unique])
+        return gather_frames(frames, unique, array, inverse)
+
+
+def collate_today(samples):  # noqa: ANN001, ANN201
+    """The collate of before issue 17: the frames of the batch copied by ``torch.stack``, even for one clip."""
+    batch = collate_clips(samples)
+    batch.frames = torch.stack([s.frames for s in samples])
+    return batch
+
+
 class BenchVideos(VideoClipDataset):
     """Evaluation clips of some video files, with empty annotations (the cost is decoding and resizing)."""
 
-    def __init__(self, paths: dict[str, Path], backend: str, **kwargs) -> None:
+    def __init__(self, paths: dict[str, Path], backend: str, resize_on: str = "data", today: bool = False,
+                 **kwargs) -> None:
         super().__init__(sampling="eval", gt_boxes=False, video_backend=backend, **kwargs)
+        self.resize_on = resize_on  # what a DataModule with this resize_on sets
+        self.today = today
         self.paths = paths
         self._video_ids = sorted(paths)
         self._meta = {}
@@ -84,6 +123,8 @@ class BenchVideos(VideoClipDataset):
         return []
 
     def _open_reader(self, video_id: str):  # noqa: ANN202 - a VideoReader
+        if self.today:
+            return TodayPyAV(self.paths[video_id], num_threads=1)
         return open_video(self.paths[video_id], backend=self.video_backend, num_threads=1)
 
     def _read_masks(self, video_id: str, indices: np.ndarray) -> torch.Tensor:
@@ -91,14 +132,38 @@ class BenchVideos(VideoClipDataset):
         return torch.zeros((len(indices), h, w), dtype=torch.bool)
 
 
-def epoch_seconds(dataset, workers: int) -> tuple[float, int]:
-    """Wall seconds to load every item once (worker start-up included), and the real frames loaded."""
-    loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=workers, collate_fn=collate_clips)
-    start = time.perf_counter()
+def _cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process and of its children that have ended (the workers)."""
+    return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                  resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
+def epoch_seconds(dataset, workers: int, collate=collate_clips) -> tuple[float, int, float]:  # noqa: ANN001
+    """Wall seconds to load every item once (worker start-up included), the real frames loaded, and the CPU
+    seconds the loading took in all its processes (the workers are joined when the loop ends)."""
+    loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=workers, collate_fn=collate)
+    cpu, start = _cpu_seconds(), time.perf_counter()
     frames = 0
     for batch in loader:
         frames += int(batch.valid.sum())
-    return time.perf_counter() - start, frames
+    del batch
+    return time.perf_counter() - start, frames, _cpu_seconds() - cpu
+
+
+def resize_seconds_per_clip(dataset, size: tuple[int, int], repeats: int = 5) -> float:
+    """Median seconds of the on-device resize of one source-size clip when the device is the CPU (one thread)."""
+    frames = next(iter(SequentialEvaluationClips(dataset))).frames
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        times = []
+        for _ in range(repeats):  # CPU time of this thread: other jobs on the machine do not inflate it
+            start = time.thread_time()
+            resize_frames(frames, size)
+            times.append(time.thread_time() - start)
+    finally:
+        torch.set_num_threads(threads)
+    return statistics.median(times)
 
 
 def main() -> None:
@@ -120,33 +185,72 @@ def main() -> None:
         for k in range(args.videos):
             paths[f"v{k}"] = Path(tmp) / f"v{k}.mp4"
             write_video(paths[f"v{k}"], args.frames, tuple(args.source), seed=k)
-        dataset = BenchVideos(paths, args.backend, clip_len=args.clip_len, frame_stride=args.frame_stride,
-                              frame_size=tuple(args.size))
+        options = dict(clip_len=args.clip_len, frame_stride=args.frame_stride, frame_size=tuple(args.size))
+        if args.backend not in ("auto", "pyav") or open_video(paths["v0"], args.backend).__class__ is not PyAVVideo:
+            raise SystemExit("the 'today' path replays the PyAV reader of before; run with --backend pyav")
+        today = BenchVideos(paths, args.backend, today=True, **options)
+        dataset = BenchVideos(paths, args.backend, **options)
         sequential = SequentialEvaluationClips(dataset)
-        times: dict[str, list[float]] = {"interleaved": [], "sequential": []}
+        on_device = BenchVideos(paths, args.backend, resize_on="device", **options)
+        sequential_device = SequentialEvaluationClips(on_device)
+        paths_of = {"today": today, "interleaved": dataset, "sequential": sequential,
+                    "sequential_device": sequential_device, "main_process_device": sequential_device}
+        times: dict[str, list[float]] = {name: [] for name in paths_of}
+        cpu_times: dict[str, list[float]] = {name: [] for name in paths_of}
         counted = {}
         for _ in range(args.repeats):
-            for name, data in (("interleaved", dataset), ("sequential", sequential)):
-                seconds, frames = epoch_seconds(data, args.workers)
+            for name, data in paths_of.items():
+                workers = 0 if name == "main_process_device" else args.workers
+                seconds, frames, cpu = epoch_seconds(data, workers, collate_today if name == "today" else collate_clips)
                 times[name].append(seconds)
+                cpu_times[name].append(cpu)
                 counted[name] = frames
-    assert counted["interleaved"] == counted["sequential"] == args.videos * args.frames, counted
+        resize_s = resize_seconds_per_clip(on_device, tuple(args.size))
+    assert set(counted.values()) == {args.videos * args.frames}, counted
     processes = max(1, min(args.workers, len(os.sched_getaffinity(0))))  # busy cores
     result = {
         "machine": cpu_name(), "cores": len(os.sched_getaffinity(0)), "workers": args.workers,
         "source": args.source, "frame_size": args.size, "videos": args.videos, "frames_per_video": args.frames,
         "clip_len": args.clip_len, "frame_stride": args.frame_stride, "backend": args.backend,
-        "times_s": times,
+        "times_s": times, "cpu_times_s": cpu_times,
     }
     for name in times:
         fps = counted[name] / statistics.median(times[name])
+        per_cpu = counted[name] / statistics.median(cpu_times[name])
         result[f"{name}_frames_per_s"] = fps
-        result[f"{name}_frames_per_s_per_core"] = fps / processes
-        print(f"{name:11s}: {statistics.median(times[name]):7.2f} s  {fps:7.1f} frames/s  "
-              f"{fps / processes:7.1f} frames/s per core  (runs: {', '.join(f'{t:.2f}' for t in times[name])} s)")
-    result["ratio"] = result["sequential_frames_per_s"] / result["interleaved_frames_per_s"]
-    print(f"sequential / interleaved: {result['ratio']:.2f}x  ({args.videos} videos × {args.frames} frames, "
-          f"{args.source[1]}×{args.source[0]} → {args.size[1]}×{args.size[0]}, {args.workers} workers, {cpu_name()})")
+        cores = 1 if name == "main_process_device" else processes
+        result[f"{name}_frames_per_s_per_core"] = fps / cores
+        result[f"{name}_frames_per_cpu_s"] = per_cpu
+        print(f"{name:19s}: {statistics.median(times[name]):6.2f} s  {fps:6.1f} frames/s  {fps / cores:6.1f} "
+              f"frames/s per core  {per_cpu:6.1f} frames per CPU-second  "
+              f"(runs: {', '.join(f'{t:.2f}' for t in times[name])} s)")
+    resize_fps = args.clip_len / resize_s  # frames/s of the resize on one CPU thread
+    result["resize_on_cpu_ms_per_clip"] = resize_s * 1000
+    result["resize_on_cpu_frames_per_s"] = resize_fps
+    print(f"the on-device resize, when the device is this CPU (1 thread, CPU time): {resize_s * 1000:.1f} ms per "
+          f"{args.clip_len}-frame clip ({resize_fps:.0f} frames/s) — on a GPU this work leaves the CPU")
+    for unit, key in (("per core", "frames_per_s_per_core"), ("per CPU-second", "frames_per_cpu_s")):
+        device = result[f"sequential_device_{key}"]
+        result[f"sequential_device_with_cpu_resize_{key}"] = 1.0 / (1.0 / device + 1.0 / resize_fps)
+        for base in ("today", "interleaved"):
+            for name in ("interleaved", "sequential", "sequential_device", "sequential_device_with_cpu_resize",
+                         "main_process_device"):
+                if name != base:
+                    result[f"ratio_{unit.split()[-1].replace('-', '_').lower()}_{name}_vs_{base}"] = (
+                        result[f"{name}_{key}"] / result[f"{base}_{key}"])
+    core = {name: result[f"ratio_core_{name}_vs_today"] for name in
+            ("interleaved", "sequential", "sequential_device", "sequential_device_with_cpu_resize",
+             "main_process_device")}
+    cpu = {name: result[f"ratio_cpu_second_{name}_vs_today"] for name in core}
+    print("against today's loader, per core (wall) | per CPU-second: " + ", ".join(
+        f"{name} {core[name]:.2f}x | {cpu[name]:.2f}x" for name in core))
+    result["load_average"] = list(os.getloadavg())
+    print(f"({args.videos} videos × {args.frames} frames, {args.source[1]}×{args.source[0]} → {args.size[1]}×"
+          f"{args.size[0]}, {args.workers} workers, {cpu_name()}, load average {result['load_average'][0]:.2f})")
+    # the keys bench_stage1_decide.py reads
+    result["ratio"] = result["ratio_core_sequential_vs_today"]
+    result["ratio_device"] = result["ratio_core_sequential_device_vs_today"]
+    result["ratio_device_with_cpu_resize"] = result["ratio_core_sequential_device_with_cpu_resize_vs_today"]
     if args.json is not None:
         write_text_atomic(args.json, json.dumps(result, indent=2) + "\n")
 

@@ -5,9 +5,12 @@ Runs, one after the other (each in its own process, figures written as JSON and 
 1. Qwen2.5-VL tower, stock vs fast, eager (``bench_qwen_vision.py``);
 2. the same with the fast path compiled (``--compile``);
 3. the AHD heatmap path (preprocess → tower → layers → AHD), stock vs fast (``bench_ahd_heatmap_path.py``);
-4. the evaluation data path at a 1280×720 source, today's interleaved clips vs one sequential pass per video,
-   frames/s per core (``bench_evaluation_data.py``);
-5. a cached epoch vs reading its cache files (``bench_cached_epoch.py``).
+4. the evaluation data path at a 1280×720 source, frames/s per core against the interleaved loader of before
+   issue 17 (its reader replayed): one sequential pass per video (resize in the workers), and the same decoding
+   at the source size with the resize on the model's device (``resize_on: device``; the row with that resize
+   done on this CPU, and the load-independent frames per CPU-second, are printed too)
+   (``bench_evaluation_data.py --backend pyav``);
+5. a cached epoch vs reading its cache files, batches of 1 and 4 clips (``bench_cached_epoch.py``).
 
     python benchmarks/bench_stage1_decide.py                 # CPU: small random tower, 16×224² clips
     python benchmarks/bench_stage1_decide.py --gpu           # GPU: Qwen2.5-VL-7B shapes, 16×448², bf16
@@ -64,16 +67,29 @@ def main() -> None:
             rows.append(("AHD heatmap path, fast / stock", f"{r['stock_frames_per_s']:.1f} frames/s",
                          f"{r['fast_frames_per_s']:.1f} frames/s", r["speedup"]))
         if "data" not in args.skip:
-            r = figures["data"] = run("bench_evaluation_data.py", [], tmp / "data.json")
-            rows.append(("evaluation data, sequential / interleaved, per core",
-                         f"{r['interleaved_frames_per_s_per_core']:.1f} frames/s",
+            r = figures["data"] = run("bench_evaluation_data.py", ["--backend", "pyav"], tmp / "data.json")
+            before = f"{r['today_frames_per_s_per_core']:.1f} frames/s"
+            rows.append(("evaluation data, sequential / today's interleaved, per core", before,
                          f"{r['sequential_frames_per_s_per_core']:.1f} frames/s", r["ratio"]))
+            rows.append(("evaluation data, device resize / today's interleaved, per core (≥ 2 wanted)", before,
+                         f"{r['sequential_device_frames_per_s_per_core']:.1f} frames/s", r["ratio_device"]))
+            rows.append(("  the same with that resize on this CPU", before,
+                         f"{r['sequential_device_with_cpu_resize_frames_per_s_per_core']:.1f} frames/s",
+                         r["ratio_device_with_cpu_resize"]))
+            rows.append(("  the same per CPU-second (load-independent)", f"{r['today_frames_per_cpu_s']:.1f} /CPU-s",
+                         f"{r['sequential_device_frames_per_cpu_s']:.1f} /CPU-s",
+                         r["ratio_cpu_second_sequential_device_vs_today"]))
+            rows.append(("  device resize in the main process (no worker, one core)", before,
+                         f"{r['main_process_device_frames_per_s_per_core']:.1f} frames/s",
+                         r["ratio_core_main_process_device_vs_today"]))
         if "cache" not in args.skip:
-            r = figures["cache"] = run("bench_cached_epoch.py", [], tmp / "cache.json")
-            rows.append(("cached epoch / reading its files (time; ≤ 1.5 wanted)",
-                         f"{statistics.median(r['times_s']['files']):.3f} s files",
-                         f"{statistics.median(r['times_s']['cached_epoch']):.3f} s epoch",
-                         r["ratio"]))
+            for batch_size in (1, 4):  # the default reader (auto: mapped for one clip on a CPU, else read)
+                r = figures[f"cache_batch{batch_size}"] = run(
+                    "bench_cached_epoch.py", ["--batch-size", str(batch_size)], tmp / f"cache{batch_size}.json")
+                rows.append((f"cached epoch, batch {batch_size}, + consumer copy / reading its files (≤ 1.5 wanted)",
+                             f"{statistics.median(r['times_s']['files']):.3f} s files",
+                             f"{statistics.median(r['times_s']['cached_epoch']):.3f} s epoch",
+                             r["ratio"]))
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(f"\nstage-1 benchmarks, {stamp}{' (GPU)' if args.gpu else ' (CPU)'}")
     width = max(len(r[0]) for r in rows) if rows else 10

@@ -16,7 +16,7 @@ from tvau_lightning.data.ubnormal import UBnormalDataModule
 
 def make_data(dataset, **kwargs) -> UBnormalDataModule:
     return UBnormalDataModule(root=str(dataset.root), split_dir=str(dataset.split_dir), clip_len=4,
-                              frame_size=(32, 48), **kwargs)
+                              frame_size=(32, 48), **({"num_workers": 0} | kwargs))
 
 
 class _ForwardOnlyReader:

@@ -28,7 +28,7 @@ def make_task(qwen_dir, **kwargs) -> AHDTask:
 
 def make_data(dataset) -> UBnormalDataModule:
     return UBnormalDataModule(root=str(dataset.root), split_dir=str(dataset.split_dir), clip_len=8,
-                              frame_size=(64, 96))
+                              frame_size=(64, 96), num_workers=0)
 
 
 @pytest.fixture(scope="module")

@@ -49,7 +49,7 @@ def make_task(qwen_dir, **kwargs) -> AHDTask:
 
 def make_data(dataset, **kwargs) -> UBnormalDataModule:
     return UBnormalDataModule(root=str(dataset.root), split_dir=str(dataset.split_dir), clip_len=8,
-                              frame_size=kwargs.pop("frame_size", tuple(FRAME_SIZE)), **kwargs)
+                              frame_size=kwargs.pop("frame_size", tuple(FRAME_SIZE)), **({"num_workers": 0} | kwargs))
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,11 @@ backbone. Layout of a cache folder::
 
 :class:`CachedClipDataset` serves a split from these files alone (no video is opened, no frame decoded):
 features in the batch's extras, targets as the :class:`ClipBatch` fields, and a zero-stride placeholder for the
-frames that were not decoded. Files are memory-mapped (:func:`map_safetensors`): a clip's tensors are views of the
-mapping, so the only copy of the bytes is the one its consumer makes (the host → GPU transfer).
+frames that were not decoded. A batch's files are read with ``preadv`` into one buffer (:class:`ReadBuffers`:
+reused in the main process while no tensor of an earlier batch views it, page-locked when CUDA is available,
+shared memory in a DataLoader worker), laid out so that the batch's grids and masks are views of it — one kernel
+copy per byte, no collate copy. A batch of one clip on a machine without CUDA is memory-mapped instead
+(:func:`map_safetensors`): the CPU step reads the grids in place, so nothing is copied at all.
 
 A clip is keyed by its video id and its frame indices as the DataModule yields them (``ClipBatch.frame_index``,
 padding included), so any sampling plan — overlapping training windows, strided evaluation clips — maps to
@@ -63,6 +66,7 @@ __all__ = [
     "FeatureCache",
     "FeatureCacheError",
     "MissingFeaturesError",
+    "ReadBuffers",
     "attach_cached_features",
     "clip_targets",
     "collate_cached_clips",
@@ -136,10 +140,13 @@ def fingerprint_hash(fingerprint: Mapping[str, Any]) -> str:
 
 
 def data_fingerprint(datamodule: Any) -> dict[str, Any]:
-    """The data settings that change a clip's features: frame size, resampling filter, clip length and stride,
-    and the DataModule class (read from the DataModule's attributes; ``None`` where it has none)."""
+    """The data settings that change a clip's features: frame size, resampling filter, clip length and stride
+    (or ``sample_fps``, recorded only when set so older caches keep their hash), and the DataModule class (read
+    from the DataModule's attributes; ``None`` where it has none)."""
     frame_size = getattr(datamodule, "frame_size", None)
+    sample_fps = getattr(datamodule, "sample_fps", None)
     return {
+        **({} if sample_fps is None else {"sample_fps": float(sample_fps)}),
         "datamodule": f"{type(datamodule).__module__}.{type(datamodule).__qualname__}",
         "frame_size": None if frame_size is None else [int(v) for v in frame_size],
         "resize_mode": getattr(datamodule, "resize_mode", None),
@@ -468,18 +475,90 @@ class FeatureCache:
             stored = {k[len(TARGET_PREFIX):]: v for k, v in tensors.items() if k.startswith(TARGET_PREFIX)}
         except Exception as err:  # noqa: BLE001 - re-raised with the file
             raise FeatureCacheError(f"cannot read cached features {path} ({err}); delete the file and fill the cache again") from err
+        self._check_clip_file(path, meta, video_id, frames, targets=targets)
+        return (out, _decode_targets(stored, path)) if targets else (out, None)
+
+    def read_clips(self, keys: Sequence[tuple[str, Sequence[int] | torch.Tensor]], buffers: ReadBuffers | None = None
+                   ) -> list[tuple[dict[int, torch.Tensor], dict[str, Any]]]:
+        """Grids and targets of several clips (each as :meth:`read_clip` gives them), their files read with
+        ``preadv`` into one buffer taken from ``buffers`` (default: new memory). A tensor that every clip holds with
+        the same dtype and shape is laid out as consecutive rows of one ``(n, ...)`` block, so that
+        :func:`collate_cached_clips` batches the clips without a copy; the others get a place per clip. Every byte
+        is read here (one kernel copy per file, no mapping left to fault in later); the tensors are views of the
+        buffer — see :class:`ReadBuffers` for how long they stay valid."""
+        keys = [(str(vid), _frame_list(frames)) for vid, frames in keys]
+        paths = [self.path_for(vid, frames) for vid, frames in keys]
+        missing = [key for key, path in zip(keys, paths) if not path.is_file()]
+        if missing:
+            raise MissingFeaturesError(self._missing_message(missing))
+        fds: list[int] = []
+        try:
+            headers = []
+            for path, (vid, frames) in zip(paths, keys):
+                fds.append(os.open(path, os.O_RDONLY))
+                try:
+                    layout, meta = _read_header(fds[-1])
+                except (OSError, ValueError, KeyError, TypeError) as err:
+                    raise FeatureCacheError(f"cannot read cached features {path} ({err}); delete the file and fill "
+                                            "the cache again") from err
+                self._check_clip_file(path, meta, vid, frames, targets=True)
+                headers.append(layout)
+            first, n = headers[0], len(keys)
+            blocks = [name for name in first if all(h.get(name, (None,))[:2] == first[name][:2] for h in headers)]
+            total, places = 0, {}
+            for name in blocks:  # (n, ...) blocks first, then what differs per clip (e.g. GT boxes)
+                places[name] = total = _aligned(total)
+                total += n * (first[name][3] - first[name][2])
+            own: list[dict[str, int]] = []
+            for layout in headers:
+                own.append({})
+                for name, (_, _, start, end) in layout.items():
+                    if name not in places:
+                        own[-1][name] = total = _aligned(total)
+                        total += end - start
+            buffer = buffers.take(total) if buffers is not None else torch.empty(total, dtype=torch.uint8)
+            view = memoryview(buffer.numpy())
+            out = []
+            for b, (layout, fd, path) in enumerate(zip(headers, fds, paths)):
+                tensors = {}
+                runs = []
+                for name, (dtype, shape, start, end) in layout.items():
+                    if name in places:
+                        at = places[name] + b * (end - start)
+                        tensors[name] = buffer[places[name] : places[name] + n * (end - start)].view(dtype).view(n, *shape)[b]
+                    else:
+                        at = own[b][name]
+                        tensors[name] = buffer[at : at + end - start].view(dtype).view(shape)
+                    runs.append((start, end, at))
+                try:
+                    _read_runs(fd, view, sorted(runs))
+                except (OSError, EOFError) as err:
+                    raise FeatureCacheError(f"cannot read cached features {path} ({err}); delete the file and fill "
+                                            "the cache again") from err
+                try:
+                    features = {layer: tensors[f"layer_{layer}"] for layer in self.layers}
+                except KeyError as err:
+                    raise FeatureCacheError(f"{path} lacks the grid {err}; the cache is corrupt — rebuild it with "
+                                            "--overwrite") from err
+                stored = {k[len(TARGET_PREFIX):]: v for k, v in tensors.items() if k.startswith(TARGET_PREFIX)}
+                out.append((features, _decode_targets(stored, path)))
+            return out
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def _check_clip_file(self, path: Path, meta: Mapping[str, str], video_id: str, frames: list[int], *,
+                         targets: bool) -> None:
+        """Refuse a clip file that holds another clip, other settings, or (``targets``) no targets."""
         if meta.get("video_id") != video_id or json.loads(meta.get("frame_index", "null")) != frames:
             raise FeatureCacheError(f"{path} holds another clip ({meta.get('video_id')!r}, {meta.get('frame_index')}); "
                                     "the cache is corrupt — rebuild it with --overwrite")
         if meta.get("fingerprint") != self._hash:
             raise FeatureCacheError(f"{path} was written with other settings than {self.root / MANIFEST} describes; "
                                     "rebuild the cache with `tvau cache-features ... --overwrite`")
-        if not targets:
-            return out, None
-        if meta.get("targets") != "1":
+        if targets and meta.get("targets") != "1":
             raise FeatureCacheError(f"{path} holds features but not the clip's targets, so reading it would still "
                                     "need the video; fill the cache again with `tvau cache-features ... --overwrite`")
-        return out, _decode_targets(stored, path)
 
     def read_batch(self, video_ids: Sequence[str], frame_index: torch.Tensor) -> dict[int, torch.Tensor]:
         """The grids of a batch of clips: ``{layer: (B, T', H', W', C)}``; ``frame_index`` is ``(B, T)`` as in
@@ -547,6 +626,149 @@ def map_safetensors(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
     return out, meta
 
 
+
+#: bytes read at the start of a clip file in one call, enough for its 8-byte length and JSON header (~1 KiB)
+_HEADER_READ = 1 << 14
+#: alignment of each tensor inside a read buffer (bytes; any dtype's element size divides it)
+_ALIGN = 64
+#: a reused read buffer's size is rounded up to a multiple of this (bytes), after 1/16 of headroom
+_HEADROOM = 1 << 16
+
+
+def _aligned(offset: int) -> int:
+    return -(-offset // _ALIGN) * _ALIGN
+
+
+def _read_header(fd: int) -> tuple[dict[str, tuple[torch.dtype, list[int], int, int]], dict[str, str]]:
+    """The tensors of an open safetensors file ``{name: (dtype, shape, start, end)}`` (byte offsets in the file,
+    in the header's order) and its metadata."""
+    head = os.pread(fd, _HEADER_READ, 0)
+    size = int.from_bytes(head[:8], "little")
+    if 8 + size > len(head):
+        head += os.pread(fd, 8 + size - len(head), len(head))
+    header = json.loads(head[8 : 8 + size])
+    meta = header.pop("__metadata__", None) or {}
+    layout = {}
+    for name, info in header.items():
+        dtype, shape = _SAFETENSORS_DTYPES[info["dtype"]], [int(v) for v in info["shape"]]
+        start, end = (8 + size + int(v) for v in info["data_offsets"])
+        if end - start != torch.Size(shape).numel() * torch.empty((), dtype=dtype).element_size():
+            raise ValueError(f"tensor {name!r}: {end - start} bytes for shape {shape} of {info['dtype']}")
+        layout[name] = (dtype, shape, start, end)
+    return layout, meta
+
+
+def _read_runs(fd: int, view: memoryview, runs: Sequence[tuple[int, int, int]]) -> None:
+    """Read the byte ranges ``(start, end, destination offset in view)`` of ``fd``, sorted by ``start``: each run
+    of adjacent ranges with one ``preadv`` scattering it to its destinations."""
+    i = 0
+    while i < len(runs):
+        start = end = runs[i][0]
+        parts = []
+        while i < len(runs) and runs[i][0] == end:
+            s, e, at = runs[i]
+            parts.append(view[at : at + e - s])
+            end, i = e, i + 1
+        _preadv_fully(fd, parts, start)
+
+
+def _preadv_fully(fd: int, parts: list[memoryview], offset: int) -> None:
+    """Fill ``parts`` in turn with the bytes of ``fd`` from ``offset`` (``preadv`` until done; ``EOFError`` when
+    the file ends first)."""
+    parts = [part for part in parts if part.nbytes]
+    while parts:
+        if hasattr(os, "preadv"):
+            got = os.preadv(fd, parts[:1024], offset)  # at most IOV_MAX buffers per call
+        else:  # no preadv (Windows): one read per part
+            os.lseek(fd, offset, os.SEEK_SET)
+            got = os.readv(fd, parts[:1]) if hasattr(os, "readv") else _read_into(fd, parts[0])
+        if got == 0:
+            raise EOFError(f"the file ends {sum(p.nbytes for p in parts)} bytes early")
+        offset += got
+        while parts and got >= parts[0].nbytes:
+            got -= parts.pop(0).nbytes
+        if got:
+            parts[0] = parts[0][got:]
+
+
+def _read_into(fd: int, part: memoryview) -> int:
+    data = os.read(fd, part.nbytes)
+    part[: len(data)] = data
+    return len(data)
+
+
+def _storage_in_use(buffer: torch.Tensor) -> bool:
+    """Whether a tensor other than ``buffer`` itself views ``buffer``'s memory (its storage's reference count;
+    ``True`` when torch cannot tell, so that nothing is ever overwritten on a guess)."""
+    use_count = getattr(torch._C, "_storage_Use_Count", None)
+    if use_count is None:
+        return True
+    storage = buffer.untyped_storage()  # this wrapper holds one reference, ``buffer`` another
+    return use_count(storage._cdata) > 2
+
+
+class ReadBuffers:
+    """The memory :class:`CachedClipDataset` reads a batch's files into (:meth:`FeatureCache.read_clips`); the
+    batch's tensors are views of it.
+
+    * In the main process, a ring of ``slots`` buffers reused from batch to batch: a buffer is reused only when
+      no tensor viewing it is alive any more, so a batch the caller still holds (the training step's, one
+      prefetched by Lightning) is never overwritten — a new buffer is allocated in its place instead. A reused
+      buffer is memory already mapped: reading a file into it is one kernel copy, with no page faults.
+    * With ``pin_memory`` (``None``: when CUDA is available), page-locked memory from torch's caching host
+      allocator instead: the batch goes to the GPU by DMA (``.to("cuda", non_blocking=True)``), and the allocator
+      hands a block out again only after the copies that read it have finished.
+    * In a DataLoader worker, new shared memory per batch: the batch reaches the main process without the copy
+      into shared memory the DataLoader makes otherwise, and a worker never reuses memory that the main process
+      may still read.
+
+    ``allocations`` counts the buffers allocated (reused ones are not counted).
+    """
+
+    def __init__(self, slots: int = 3, pin_memory: bool | None = None) -> None:
+        if slots < 1:
+            raise ValueError(f"ReadBuffers needs at least one slot, got {slots}")
+        self.slots = int(slots)
+        self.pin_memory = pin_memory
+        self.allocations = 0
+        self._ring: list[torch.Tensor | None] = [None] * self.slots
+        self._next = 0
+
+    def __getstate__(self) -> dict[str, Any]:  # a copy in another process starts with an empty ring
+        return {**self.__dict__, "_ring": [None] * self.slots, "_next": 0}
+
+    def take(self, nbytes: int) -> torch.Tensor:
+        """A 1-D uint8 buffer of ``nbytes`` bytes to read into (contents undefined)."""
+        if torch.utils.data.get_worker_info() is not None:
+            self.allocations += 1
+            return _new_shared(nbytes)
+        if (self.pin_memory is None or self.pin_memory) and torch.cuda.is_available():
+            self.allocations += 1
+            return torch.empty(nbytes, dtype=torch.uint8, pin_memory=True)
+        for k in range(self.slots):
+            i = (self._next + k) % self.slots
+            buffer = self._ring[i]
+            if buffer is not None and buffer.numel() >= nbytes and not _storage_in_use(buffer):
+                self._next = (i + 1) % self.slots
+                return buffer[:nbytes]
+        # none free and large enough: a new buffer, in a free slot if there is one (a buffer it replaces lives on
+        # with its views); with headroom, as batches differ a little in size (GT boxes)
+        i = next((k for k, b in enumerate(self._ring) if b is None or not _storage_in_use(b)), self._next)
+        self._ring[i] = torch.empty(-(-(nbytes + nbytes // 16) // _HEADROOM) * _HEADROOM, dtype=torch.uint8)
+        self._next = (i + 1) % self.slots
+        self.allocations += 1
+        return self._ring[i][:nbytes]
+
+
+def _new_shared(nbytes: int) -> torch.Tensor:
+    """``nbytes`` of new shared memory as a uint8 tensor (what a worker's batch is sent through)."""
+    try:
+        storage = torch.UntypedStorage._new_shared(nbytes)
+    except (AttributeError, RuntimeError):  # private API gone: shared after allocation (copies the zeros once)
+        return torch.empty(nbytes, dtype=torch.uint8).share_memory_()
+    return torch.empty(0, dtype=torch.uint8).set_(storage)
+
+
 def clip_targets(batch: ClipBatch, index: int) -> dict[str, Any]:
     """The targets of clip ``index`` of ``batch`` as a cache file stores them (:data:`CLIP_TARGETS`)."""
     out: dict[str, Any] = {
@@ -607,32 +829,70 @@ class CachedClip:
 class CachedClipDataset(Dataset):
     """A split served from the feature cache alone: one file read per clip, no video opened.
 
+    The DataLoader asks for a whole batch at once (:meth:`__getitems__`). With ``reader="read"`` the batch's
+    files are read (``preadv``) into one buffer of :class:`ReadBuffers` — reused from batch to batch in the main
+    process, page-locked when CUDA is available, shared memory in a worker — with every grid and equal-shaped
+    target of the batch as consecutive rows of one tensor, so :func:`collate_cached_clips` copies nothing.
+    ``reader="mmap"`` maps each file instead (:func:`map_safetensors`): nothing is copied, the pages are read
+    where the consumer touches them. ``auto`` (default) maps when that copy is the only one — one clip per
+    batch, in the main process, no CUDA: the CPU training step reads the grids in place — and reads otherwise,
+    where the bytes are copied anyway (into a batch, to another process, to a GPU) and one kernel copy straight
+    into their place is the cheapest (measured in ``benchmarks/bench_cached_epoch.py``).
+
     Args:
         cache: the opened cache (its files must hold targets: filled by a current ``tvau cache-features``).
         clips: ``(video id, frame indices padded with -1 to the clip length)`` per item, in the order of the
             dataset they replace (:meth:`from_dataset`).
         frame_size: ``(H, W)`` of the placeholder frames (the DataModule's frame size, which the masks have).
+        reader: ``auto``, ``read`` (into reused buffers) or ``mmap``.
+        pin_memory: (``read``) page-locked buffers; ``None``: when CUDA is available.
+        buffer_slots: (``read``) batches the main process's ring holds; a batch still in use when its slot
+            comes round again is left alone and a new buffer allocated.
     """
 
     def __init__(self, cache: FeatureCache, clips: Sequence[tuple[str, Sequence[int]]],
-                 frame_size: tuple[int, int] | None = None) -> None:
+                 frame_size: tuple[int, int] | None = None, *, reader: str = "auto",
+                 pin_memory: bool | None = None, buffer_slots: int = 3) -> None:
+        if reader not in ("auto", "read", "mmap"):
+            raise ValueError(f"reader must be 'auto', 'read' or 'mmap', got {reader!r}")
         self.cache = cache
         self.clips = [(str(vid), [int(f) for f in frames]) for vid, frames in clips]
         self.frame_size = None if frame_size is None else (int(frame_size[0]), int(frame_size[1]))
+        self.reader = reader
+        self.buffers = ReadBuffers(buffer_slots, pin_memory)
 
     @classmethod
-    def from_dataset(cls, cache: FeatureCache, dataset: Any) -> CachedClipDataset:
-        """The cached twin of a clip dataset (``dataset.clips`` and ``clip_len``; no video is touched)."""
+    def from_dataset(cls, cache: FeatureCache, dataset: Any, **kwargs: Any) -> CachedClipDataset:
+        """The cached twin of a clip dataset (``dataset.clips`` and ``clip_len``; no video is touched);
+        ``kwargs``: ``reader``, ``pin_memory``, ``buffer_slots``."""
         clip_len = int(dataset.clip_len)
         keys = [(vid, [int(v) for v in idx] + [-1] * (clip_len - len(idx))) for vid, idx in dataset.clips]
-        return cls(cache, keys, getattr(dataset, "frame_size", None))
+        return cls(cache, keys, getattr(dataset, "frame_size", None), **kwargs)
 
     def __len__(self) -> int:
         return len(self.clips)
 
     def __getitem__(self, index: int) -> CachedClip:
-        video_id, frames = self.clips[index]
-        features, targets = self.cache.read_clip(video_id, frames)
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[CachedClip]:
+        """The items of one batch, read together (the DataLoader calls this with a batch's indices)."""
+        keys = [self.clips[int(i)] for i in indices]
+        if self.reader_for(len(keys)) == "mmap":
+            read = [self.cache.read_clip(vid, frames) for vid, frames in keys]
+        else:
+            read = self.cache.read_clips(keys, self.buffers)
+        return [self._item(vid, features, targets) for (vid, _), (features, targets) in zip(keys, read)]
+
+    def reader_for(self, batch_size: int) -> str:
+        """The reader a batch of ``batch_size`` clips gets here (``auto`` resolved, see the class docstring)."""
+        if self.reader != "auto":
+            return self.reader
+        in_place = batch_size == 1 and torch.utils.data.get_worker_info() is None and not torch.cuda.is_available()
+        return "mmap" if in_place else "read"
+
+    @staticmethod
+    def _item(video_id: str, features: dict[int, torch.Tensor], targets: dict[str, Any] | None) -> CachedClip:
         assert targets is not None
         masks = targets["masks"]
         placeholder = torch.zeros((), dtype=torch.uint8).expand(*masks.shape, 3)  # (T, H, W, 3), no memory
@@ -648,27 +908,44 @@ class CachedClipDataset(Dataset):
 def collate_cached_clips(items: Sequence[CachedClip]) -> ClipBatch:
     """Batch :class:`CachedClip` items: targets as :func:`collate_clips` stacks them, the grids under
     :func:`feature_key` in ``extras``, and ``frames`` a zero-stride ``(B, T, H, W, 3)`` placeholder (its shape
-    gives ``frame_size``; nothing was decoded)."""
+    gives ``frame_size``; nothing was decoded). Tensors that are consecutive rows of one tensor (as
+    :meth:`FeatureCache.read_clips` lays a batch out) and single clips become views, not copies."""
     if not items:
         raise ValueError("collate_cached_clips needs at least one item")
-    shape = tuple(items[0].sample.frames.shape)
-    if len(items) == 1:  # one clip: views of its (memory-mapped) tensors, nothing copied
-        s = items[0].sample
-        one = lambda t: None if t is None else t.unsqueeze(0)  # noqa: E731
-        batch = ClipBatch(frames=s.frames, masks=one(s.masks), frame_labels=one(s.frame_labels),
-                          frame_index=one(s.frame_index), valid=one(s.valid), video_id=[s.video_id],
-                          fps=torch.tensor([float(s.fps)], dtype=torch.float32),
-                          original_size=torch.tensor([list(s.original_size)], dtype=torch.int64),
-                          gt_boxes=None if s.gt_boxes is None else [s.gt_boxes], video_labels=one(s.video_labels),
-                          frame_categories=one(s.frame_categories))
-    else:
-        samples = [ClipSample(**{**vars(it.sample), "frames": it.sample.frames[:, :0, :0]}) for it in items]
-        batch = collate_clips(samples)
-    batch.frames = torch.zeros((), dtype=torch.uint8).expand(len(items), *shape)
+    samples = [it.sample for it in items]
+    shape = tuple(samples[0].frames.shape)
+    if len({s.num_frames for s in samples}) != 1:  # collate_clips says what is wrong
+        return collate_clips([ClipSample(**{**vars(s), "frames": s.frames[:, :0, :0]}) for s in samples])
+
+    def rows(name: str) -> torch.Tensor | None:
+        values = [getattr(s, name) for s in samples]
+        return None if any(v is None for v in values) else _stack_rows(values)
+
+    batch = ClipBatch(
+        frames=torch.zeros((), dtype=torch.uint8).expand(len(items), *shape), masks=rows("masks"),
+        frame_labels=rows("frame_labels"), frame_index=rows("frame_index"), valid=rows("valid"),
+        video_id=[s.video_id for s in samples], fps=torch.tensor([float(s.fps) for s in samples], dtype=torch.float32),
+        original_size=torch.tensor([list(s.original_size) for s in samples], dtype=torch.int64),
+        gt_boxes=None if any(s.gt_boxes is None for s in samples) else [s.gt_boxes for s in samples],
+        video_labels=rows("video_labels"), frame_categories=rows("frame_categories"),
+    )
     for layer in items[0].features:
-        grids = [it.features[layer] for it in items]
-        batch.extras[feature_key(layer)] = grids[0].unsqueeze(0) if len(grids) == 1 else torch.stack(grids)
+        batch.extras[feature_key(layer)] = _stack_rows([it.features[layer] for it in items])
     return batch
+
+
+def _stack_rows(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``torch.stack(tensors)``, as a view when there is one tensor or when the tensors are consecutive rows of
+    one contiguous block (same memory, dtype and shape, each starting where the previous one ends)."""
+    first = tensors[0]
+    if len(tensors) == 1:
+        return first.unsqueeze(0)
+    base, step = first.untyped_storage().data_ptr(), first.numel()
+    for k, t in enumerate(tensors):
+        if (t.dtype != first.dtype or t.shape != first.shape or not t.is_contiguous() or step == 0
+                or t.untyped_storage().data_ptr() != base or t.storage_offset() != first.storage_offset() + k * step):
+            return torch.stack(list(tensors))
+    return first.new_empty(0).set_(first.untyped_storage(), first.storage_offset(), (len(tensors), *first.shape))
 
 
 def _stat_identity(path: str | os.PathLike[str]) -> dict[str, int] | None:

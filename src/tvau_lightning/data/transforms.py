@@ -2,6 +2,12 @@
 
 Frames are resized with an anti-aliased filter (torch's uint8 fast path for bilinear/bicubic), masks and
 id maps with nearest-neighbour so that labels never blend. Backbone normalisation is not done here.
+
+:func:`resize_frames` runs on the frames' device: the DataModules call it in their workers (``resize_on:
+data``) or on the model's device after the batch transfer (``resize_on: device``). On the CPU both give the
+same bytes. On other devices, where torch has no anti-aliased uint8 kernel, bilinear/bicubic resample in
+float32, separably, rounding after each pass (within one grey level of the CPU's uint8 kernel when
+down-scaling).
 """
 
 from __future__ import annotations
@@ -39,7 +45,9 @@ def resize_frames(
         return frames if frames.shape[0] else frames.new_zeros((0, height, width, 3))
     # (T, H, W, 3) viewed as channels-last (T, 3, H, W): torch's uint8 kernels work on it without a copy
     image = frames.permute(0, 3, 1, 2)
-    if mode in ("bilinear", "bicubic"):
+    if mode in ("bilinear", "bicubic") and frames.device.type != "cpu":
+        out = _interpolate_float(image, (height, width), mode, antialias)
+    elif mode in ("bilinear", "bicubic"):
         out = F.interpolate(image, size=(height, width), mode=mode, align_corners=False, antialias=antialias)
     elif mode == "area":
         out = F.interpolate(image.float(), size=(height, width), mode="area").round_().clamp_(0, 255).to(torch.uint8)
@@ -48,6 +56,18 @@ def resize_frames(
     else:
         raise ValueError(f"unknown frame resize mode {mode!r}; use bilinear, bicubic, area or nearest")
     return out.permute(0, 2, 3, 1).contiguous()
+
+
+def _interpolate_float(image: torch.Tensor, size: tuple[int, int], mode: str, antialias: bool) -> torch.Tensor:
+    """Bilinear/bicubic resampling of uint8 ``(T, 3, H, W)`` in float32 for devices without torch's anti-aliased
+    uint8 kernel. Like that kernel it is separable, width first, rounding and clamping to uint8 after each pass;
+    the result is within one level of the CPU's bytes when down-scaling (``tests/data/test_frame_transfer.py``)."""
+    out = image.float()
+    for target in ((image.shape[2], size[1]), size):
+        if tuple(out.shape[2:]) != tuple(target):
+            out = F.interpolate(out, size=target, mode=mode, align_corners=False, antialias=antialias)
+            out = out.round_().clamp_(0, 255)
+    return out.to(torch.uint8)
 
 
 def nearest_indices(in_size: int, out_size: int, device: torch.device | None = None) -> torch.Tensor:

@@ -6,6 +6,7 @@ so that per-frame metrics can be computed over whole videos, whatever the clip s
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -17,13 +18,15 @@ class ClipSample:
     """One clip of one video, as returned by a dataset.
 
     Attributes:
-        frames: ``(T, H, W, 3)`` uint8 RGB frames, already resized to the DataModule's ``frame_size``.
+        frames: ``(T, H, W, 3)`` uint8 RGB frames, resized to the DataModule's ``frame_size`` — or at the source
+            size when the DataModule resizes on the model's device (``resize_on: device``).
         masks: ``(T, H, W)`` bool pixel anomaly masks at the same size (all False for normal frames).
         frame_labels: ``(T,)`` int64 frame-level labels, 1 = abnormal.
         frame_index: ``(T,)`` int64 indices of the frames in the original video; ``-1`` for padding.
         valid: ``(T,)`` bool, False for padding frames appended to a short last clip.
         video_id: the dataset's identifier of the video (a UBnormal video name, ``01_0014`` …).
-        fps: frames per second of the source video.
+        fps: frames per second of the clip's frames: the source rate divided by the clip's frame stride
+            (what the backbones' ``preprocess_video(fps=…)`` expects, as for dialogue clips).
         original_size: ``(H, W)`` of the source frames, for mapping boxes back to video pixels.
         gt_boxes: ``(n, 6)`` int64 rows ``(frame, track_id, x1, y1, x2, y2)`` — the RBDC/TBDC ground-truth
             regions of this clip's frames in original video pixels (inclusive), one ``track_id`` per GT
@@ -96,6 +99,38 @@ class ClipBatch:
     def frame_size(self) -> tuple[int, int]:
         return int(self.frames.shape[2]), int(self.frames.shape[3])
 
+    def pin_memory(self) -> ClipBatch:
+        """The batch with its tensors in page-locked memory: what ``DataLoader(pin_memory=True)`` calls (it
+        leaves an object without this method unpinned). Zero-stride placeholders (cached batches) stay as they are."""
+
+        def pin(value: object) -> object:
+            if isinstance(value, torch.Tensor):
+                return value if value.numel() > 1 and 0 in value.stride() else value.pin_memory()
+            if isinstance(value, list):
+                return [pin(v) for v in value]
+            if isinstance(value, dict):
+                return {k: pin(v) for k, v in value.items()}
+            return value
+
+        return dataclasses.replace(self, **{f.name: pin(getattr(self, f.name)) for f in dataclasses.fields(self)})
+
+
+def stack_frames(frames: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``torch.stack`` of equal-shape frame tensors without needless copies: one tensor becomes a view
+    (``unsqueeze``); inside a DataLoader worker the stack is written into shared memory, the way the batch
+    leaves the worker (as ``default_collate`` does), instead of being copied there afterwards."""
+    if len(frames) == 1:
+        return frames[0].unsqueeze(0)
+    if torch.utils.data.get_worker_info() is not None:
+        first = frames[0]
+        try:
+            storage = torch.UntypedStorage._new_shared(len(frames) * first.numel() * first.element_size())
+            out = torch.empty(0, dtype=first.dtype).set_(storage).view(len(frames), *first.shape)
+            return torch.stack(list(frames), out=out)
+        except (AttributeError, RuntimeError):  # no shared allocator: a plain stack
+            pass
+    return torch.stack(list(frames))
+
 
 def collate_clips(samples: Sequence[ClipSample]) -> ClipBatch:
     """Stack clips of equal length into a :class:`ClipBatch`."""
@@ -108,7 +143,7 @@ def collate_clips(samples: Sequence[ClipSample]) -> ClipBatch:
             "pad short clips in the dataset (valid=False) or use batch_size=1"
         )
     return ClipBatch(
-        frames=torch.stack([s.frames for s in samples]),
+        frames=stack_frames([s.frames for s in samples]),
         masks=torch.stack([s.masks for s in samples]),
         frame_labels=torch.stack([s.frame_labels for s in samples]),
         frame_index=torch.stack([s.frame_index for s in samples]),

@@ -95,11 +95,14 @@ def fill_feature_cache(
             batch_size=batch_size or getattr(datamodule, "batch_size", 1),
             shuffle=False,
             num_workers=getattr(datamodule, "num_workers", 0) if num_workers is None else num_workers,
-            collate_fn=collate_clips,
+            collate_fn=getattr(datamodule, "clip_collate", lambda: collate_clips)(),
         )
+        # resize_on: device — the clips come at the source size; resize them on the model's device, as the Trainer does
+        to_size = getattr(datamodule, "frames_to_size", None)
         advance = on_clips(f"caching {split}", len(todo)) if on_clips is not None else None
         for batch in loader:
-            _, vision = model.encode(batch.frames)
+            frames = batch.frames if to_size is None else to_size(batch.frames.to(model.device))
+            _, vision = model.encode(frames)
             features = model.layer_features(vision)
             for b, video_id in enumerate(batch.video_id):
                 cache.write(video_id, batch.frame_index[b], {i: f[b] for i, f in zip(layers, features)},

@@ -61,8 +61,35 @@ def frame_index_array(indices: list[int] | np.ndarray | torch.Tensor, num_frames
     return array
 
 
-def gather_frames(unique_frames: np.ndarray, unique: np.ndarray, array: np.ndarray, inverse: np.ndarray) -> torch.Tensor:
+def frame_buffer(count: int, height: int, width: int, shared: bool = False) -> torch.Tensor:
+    """An uninitialised ``(count, height, width, 3)`` uint8 tensor for a reader to decode into, frame by frame
+    (through ``.numpy()``, a view).
+
+    Decoding into one buffer replaces a list of per-frame arrays and the ``np.stack`` that copied them (a second
+    pass over every byte). With ``shared`` (the frames leave the worker as they are decoded: ``resize_on:
+    device``), inside a DataLoader worker the buffer is allocated in shared memory, so a batch of one clip reaches
+    the main process without the copy into shared memory the worker would otherwise make; otherwise it is a numpy
+    allocation (which asks the kernel for huge pages on large arrays; shared memory costs more to fill, a waste
+    for frames that are resized in the worker anyway).
+    """
+    shape = (int(count), int(height), int(width), 3)
+    if shared and torch.utils.data.get_worker_info() is not None:
+        try:
+            storage = torch.UntypedStorage._new_shared(int(np.prod(shape)))
+            return torch.empty(0, dtype=torch.uint8).set_(storage).view(shape)
+        except (AttributeError, RuntimeError):  # a torch without the shared allocator: plain memory
+            pass
+    return torch.from_numpy(np.empty(shape, dtype=np.uint8))
+
+
+def gather_frames(
+    unique_frames: np.ndarray | torch.Tensor, unique: np.ndarray, array: np.ndarray, inverse: np.ndarray
+) -> torch.Tensor:
     """The frames of ``array`` (any order, repeats) from those of its sorted distinct indices ``unique``."""
+    if isinstance(unique_frames, torch.Tensor):
+        if len(unique) == len(array) and (unique == array).all():  # already in order: the buffer itself
+            return unique_frames
+        return unique_frames.index_select(0, torch.from_numpy(np.asarray(inverse, dtype=np.int64).reshape(-1)))
     if len(unique) == len(array) and (unique == array).all():  # already in order: no copy
         return torch.from_numpy(np.ascontiguousarray(unique_frames))
     return torch.from_numpy(np.ascontiguousarray(unique_frames[inverse]))

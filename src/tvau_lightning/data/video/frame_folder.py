@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from tvau_lightning.data.video.base import VideoReadError, frame_index_array
+from tvau_lightning.data.video.base import VideoReadError, frame_buffer, frame_index_array, gather_frames
 
 #: file suffixes read as frame images inside a frame folder
 FRAME_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -54,7 +54,12 @@ class FrameFolderVideo:
     Args:
         path: the folder.
         fps: frames per second to report (a folder has no timing; ShanghaiTech records at 24 fps).
+
+    Attributes:
+        shared_output: read into shared memory inside a DataLoader worker (as :class:`PyAVVideo`).
     """
+
+    shared_output = False
 
     def __init__(self, path: str | os.PathLike[str], fps: float = DEFAULT_FOLDER_FPS) -> None:
         self.path = Path(path)
@@ -105,6 +110,9 @@ class FrameFolderVideo:
         if array.size == 0:
             return torch.zeros((0, *self._size, 3), dtype=torch.uint8)
         unique, inverse = np.unique(array, return_inverse=True)
-        frames = np.stack([self._read_one(int(i)) for i in unique])
-        return torch.from_numpy(np.ascontiguousarray(frames[inverse]))
+        frames = frame_buffer(len(unique), *self._size, shared=self.shared_output)
+        out = frames.numpy()  # a view: each image is written in place (no list of arrays to stack)
+        for k, index in enumerate(unique):
+            out[k] = self._read_one(int(index))
+        return gather_frames(frames, unique, array, inverse)
 

@@ -1,0 +1,73 @@
+"""A cached epoch with batches of several clips in the main process: the DataModule's loader reads the files into
+reused buffers (``CachedClipDataset`` ``auto`` → ``read``), serves the targets the videos give and the grids the
+mapped files hold — every batch kept to the end, so a buffer reused too early would show — and a training epoch
+on it opens no video (tiny Qwen2.5-VL, small synthetic UBnormal, CPU)."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import pytest
+import torch
+
+from tvau_lightning.backbones.types import BackboneConfig
+from tvau_lightning.data.feature_cache import CachedClipDataset, FeatureCache, feature_key
+from tvau_lightning.data.types import collate_clips
+from tvau_lightning.data.ubnormal import UBnormalDataModule
+from tvau_lightning.modules.feature_extraction import fill_feature_cache
+from tvau_lightning.tasks.ahd import AHDTask
+
+
+def make_task(qwen_dir, **kwargs) -> AHDTask:
+    torch.manual_seed(0)
+    return AHDTask(BackboneConfig(path=str(qwen_dir), dtype="float32"), logit_scale=10.0, log_heatmaps=0, **kwargs)
+
+
+def make_data(dataset) -> UBnormalDataModule:
+    return UBnormalDataModule(root=str(dataset.root), split_dir=str(dataset.split_dir), clip_len=8,
+                              frame_size=(64, 96), batch_size=2, num_workers=0)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(small_ubnormal, tiny_qwen_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cached_epoch_read") / "cache"
+    fill_feature_cache(make_task(tiny_qwen_dir), make_data(small_ubnormal), out, splits=("train", "val"))
+    return out
+
+
+def test_batches_read_into_reused_buffers_equal_the_videos_and_the_mapped_files(cache_dir, small_ubnormal):
+    dm = make_data(small_ubnormal)
+    live = dm.dataset("val")
+    cache = FeatureCache.open(cache_dir)
+    dm.read_from_feature_cache(cache)
+    batches = list(dm.val_dataloader())  # the validation loader: in order
+    assert len(batches) == (len(live) + 1) // 2 > 1
+    mapped = CachedClipDataset.from_dataset(cache, live, reader="mmap")
+    assert CachedClipDataset.from_dataset(cache, live).reader_for(2) == "read"
+    for b, batch in enumerate(batches):
+        indices = list(range(2 * b, min(2 * b + 2, len(live))))
+        reference = collate_clips([live[i] for i in indices])
+        for name in ("masks", "frame_labels", "frame_index", "valid"):
+            assert torch.equal(getattr(batch, name), getattr(reference, name)), (b, name)
+        assert batch.video_id == reference.video_id and batch.frame_size == reference.frame_size
+        for i, index in enumerate(indices):
+            grids = mapped[index].features
+            for layer, grid in grids.items():
+                assert torch.equal(batch.extras[feature_key(layer)][i], grid), (b, layer)
+
+
+def test_a_cached_epoch_in_batches_opens_no_video(cache_dir, small_ubnormal, tiny_qwen_dir, tmp_path, monkeypatch):
+    dm = make_data(small_ubnormal)
+    dataset = dm.dataset("train")
+
+    def no_video(self, video_id):  # noqa: ANN001, ANN202
+        raise AssertionError(f"a cached epoch opened video {video_id}")
+
+    dataset._readers.clear()
+    monkeypatch.setattr(type(dataset), "_open_reader", no_video)
+    task = make_task(tiny_qwen_dir, feature_cache=str(cache_dir))
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, limit_val_batches=0, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         default_root_dir=str(tmp_path))
+    trainer.fit(task, datamodule=dm)
+    assert trainer.num_training_batches == (len(dataset) + 1) // 2
+    assert torch.isfinite(trainer.callback_metrics["train/loss"])
