@@ -28,7 +28,8 @@ def test_ahd_yaml_trains(fitted_ahd, tmp_path, monkeypatch):
     data = fitted_ahd.data
     lightning_cli(["fit", "--config", str(CONFIGS / "ahd.yaml"), *_tiny_backbone(fitted_ahd.backbone),
                    "--data.root", str(data.root), "--data.split_dir", str(data.split_dir),
-                   "--data.frame_size", "[64, 96]", "--data.clip_len", "8", *CPU])
+                   "--data.frame_size", "[64, 96]", "--data.clip_len", "8",
+                   "--data.sample_fps", "null", *CPU])  # ~1 s synthetic videos: every frame, not 1 fps
     state = torch.load(tmp_path / "runs" / "ahd" / "checkpoints" / "last.ckpt", map_location="cpu",
                        weights_only=False)
     assert state["global_step"] == 2 and all(k.startswith("ahd.") for k in state["state_dict"])
@@ -39,8 +40,11 @@ def test_rae_phase_a_and_b_yaml_train(fitted_ahd, fitted_rae, tmp_path, monkeypa
 
     monkeypatch.chdir(tmp_path)
     dialogues = fitted_rae.dialogues
+    # the fixture AHD's sampling (every frame at 64×96) instead of the shipped 1 fps at 476×868: the configs
+    # carry no allow_sampling_mismatch, so stage 2 must match it
     common = ["--model.ahd_checkpoint", str(fitted_ahd.checkpoint), "--data.frame_size", "[64, 96]",
-              "--data.num_frames", "4", "--data.num_workers", "0", "--model.val_every_n_steps", "1", *CPU]
+              "--data.sample_fps", "null", "--data.frame_stride", "1", "--data.max_frames", "null",
+              "--data.num_workers", "0", "--model.val_every_n_steps", "1", *CPU]
     files = ["--data.train_file", str(dialogues / "training" / "phase_b.jsonl"),
              "--data.val_file", str(dialogues / "validation" / "phase_b.jsonl"),
              "--data.test_file", str(dialogues / "validation" / "phase_b.jsonl")]

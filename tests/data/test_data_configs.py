@@ -28,12 +28,17 @@ def _overrides(path: Path, ubnormal, shanghaitech) -> list[str]:
 
 def test_every_data_config_is_covered():
     assert sorted(p.name for p in CONFIGS.glob("*.yaml")) == [
-        "shanghaitech.yaml", "synthetic_ubnormal.yaml", "synthetic_ucf_crime.yaml", "ubnormal.yaml",
-        "ucf_crime.yaml", "xd_violence.yaml",  # the last three and synthetic_ucf_crime: test_weak_data_configs.py
+        "dialogue_dense_shanghaitech.yaml", "dialogue_dense_ubnormal.yaml",  # tests/test_config_sampling.py
+        "dialogue_shanghaitech_clip_repartition_phase_a.yaml",  # these two: tests/test_config_record_split.py
+        "dialogue_shanghaitech_clip_repartition_phase_b.yaml",
+        "shanghaitech.yaml", "shanghaitech_dense.yaml", "synthetic_ubnormal.yaml", "synthetic_ucf_crime.yaml",
+        "ubnormal.yaml", "ubnormal_dense.yaml",
+        "ucf_crime.yaml", "xd_violence.yaml",  # the last two and synthetic_ucf_crime: test_weak_data_configs.py
     ]
 
 
-@pytest.mark.parametrize("name", ["ubnormal.yaml", "shanghaitech.yaml", "synthetic_ubnormal.yaml"])
+@pytest.mark.parametrize("name", ["ubnormal.yaml", "ubnormal_dense.yaml", "shanghaitech.yaml",
+                                  "shanghaitech_dense.yaml", "synthetic_ubnormal.yaml"])
 def test_config_builds_its_datamodule(name, synthetic_ubnormal, synthetic_shanghaitech):
     path = CONFIGS / name
     raw = yaml.safe_load(path.read_text())

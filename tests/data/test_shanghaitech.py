@@ -20,7 +20,7 @@ from tvau_lightning.data.shanghaitech import (
 
 
 def _module(data, **kwargs) -> ShanghaiTechDataModule:
-    kwargs = {"clip_len": 8, "frame_size": (30, 45), "gt_boxes": False} | kwargs
+    kwargs = {"clip_len": 8, "frame_size": (30, 45), "gt_boxes": False, "num_workers": 0} | kwargs
     return ShanghaiTechDataModule(str(data.root), **kwargs)
 
 

@@ -297,7 +297,7 @@ def test_clip_gt_boxes_are_the_video_tracks_on_the_clip_frames(synthetic_ubnorma
 @pytest.mark.parametrize(("stride", "batch_size"), [(1, 2), (2, 3)])
 def test_eval_loaders_cover_every_frame_exactly_once(synthetic_ubnormal, stride, batch_size):
     dm = UBnormalDataModule(str(synthetic_ubnormal.root), str(synthetic_ubnormal.split_dir), clip_len=8,
-                            frame_stride=stride, frame_size=(32, 48), batch_size=batch_size)
+                            frame_stride=stride, frame_size=(32, 48), batch_size=batch_size, num_workers=0)
     for split, loader, names in (("val", dm.val_dataloader(), "validation"), ("test", dm.test_dataloader(), "test")):
         ds = dm.dataset(split)
         seen: Counter = Counter()
@@ -317,7 +317,7 @@ def test_eval_loaders_cover_every_frame_exactly_once(synthetic_ubnormal, stride,
                                               ds.frame_labels(video_id)[index[valid].numpy()])
                 if valid.sum() > 1:
                     assert (index[valid].diff() == stride).all()
-            assert batch.fps.tolist() == [30.0] * batch.batch_size
+            assert batch.fps.tolist() == [30.0 / stride] * batch.batch_size  # the rate of the clip's frames
             assert batch.original_size.tolist() == [list(synthetic_ubnormal.size)] * batch.batch_size
         expected = {(v, f) for v in synthetic_ubnormal.split(names)
                     for f in range(synthetic_ubnormal.videos[v].num_frames)}
@@ -327,7 +327,7 @@ def test_eval_loaders_cover_every_frame_exactly_once(synthetic_ubnormal, stride,
 
 def test_train_loader_gives_full_shuffled_windows(synthetic_ubnormal):
     dm = UBnormalDataModule(str(synthetic_ubnormal.root), str(synthetic_ubnormal.split_dir), clip_len=8,
-                            frame_size=(32, 48), batch_size=4, train_clip_step=4)
+                            frame_size=(32, 48), batch_size=4, train_clip_step=4, num_workers=0)
     dm.setup("fit")
     ds = dm.dataset("train")
     assert ds.sampling == "train"
@@ -359,7 +359,7 @@ def test_worker_processes_give_the_same_items(synthetic_ubnormal):
 
 def test_predict_reads_the_test_split(synthetic_ubnormal):
     dm = UBnormalDataModule(str(synthetic_ubnormal.root), str(synthetic_ubnormal.split_dir), clip_len=8,
-                            frame_size=(32, 48))
+                            frame_size=(32, 48), num_workers=0)
     assert dm.dataset("predict") is dm.dataset("test")
     assert len(dm.predict_dataloader()) == len(dm.dataset("test"))
     with pytest.raises(ValueError, match="unknown split 'dev'"):

@@ -16,7 +16,7 @@ from tvau_lightning.data.video import open_video
 
 
 def _dm(data, **kwargs) -> UCFCrimeDataModule:
-    kwargs = {"clip_len": 8, "frame_size": None} | kwargs
+    kwargs = {"clip_len": 8, "frame_size": None, "num_workers": 0} | kwargs
     return UCFCrimeDataModule(str(data.root), split_dir=str(data.split_dir), **kwargs)
 
 

@@ -13,7 +13,7 @@ from tvau_lightning.data.xd_violence import XDViolenceDataModule
 
 
 def _dm(root, **kwargs) -> XDViolenceDataModule:
-    return XDViolenceDataModule(str(root), **({"clip_len": 8, "frame_size": None} | kwargs))
+    return XDViolenceDataModule(str(root), **({"clip_len": 8, "frame_size": None, "num_workers": 0} | kwargs))
 
 
 @pytest.fixture()

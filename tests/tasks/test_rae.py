@@ -38,7 +38,8 @@ def dialogues(small_ubnormal, tmp_path_factory) -> dict[str, Path]:
     for split in ("training", "validation", "test"):
         code = build_dataset_main(["--source", "ubnormal", "--root", str(small_ubnormal.root),
                                    "--split-dir", str(small_ubnormal.split_dir), "--split", split,
-                                   "--annotator", "ground-truth", "--out", str(out / split), "--no-progress"])
+                                   "--annotator", "ground-truth", "--out", str(out / split), "--no-progress",
+                                   "--dense-records"])  # ~1 s videos: every frame, not 1 fps
         assert code == 0
         files[split] = out / split
     return files
@@ -366,7 +367,7 @@ def test_validation_and_saving_every_n_optimizer_steps_with_accumulation(tiny_ba
     # last (5). Lightning's batch-counting val_check_interval=2 would validate at steps 1, 2, 3, 4, 5.
     data = DialogueDataModule(train_file=str(_repeated_train_file(dialogues, 10)),
                               val_file=str(dialogues["validation"] / "phase_a.jsonl"), num_frames=NUM_FRAMES,
-                              frame_size=FRAME_SIZE["qwen2_5_vl"])
+                              frame_size=FRAME_SIZE["qwen2_5_vl"], num_workers=0)
     task = _task(tiny_backbone_dir, ahd_checkpoint, lr=1e-2, min_lr=1e-3, warmup_ratio=0.0, val_every_n_steps=2)
     recorder = _StepRecorder()
     saver = ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="{step}", monitor="val/loss", mode="min",
@@ -460,7 +461,7 @@ def test_stage2_refuses_an_ahd_trained_on_another_sampling(fitted_ahd, dialogues
                        ahd_checkpoint=str(fitted_ahd.checkpoint), lora=None, val_every_n_steps=None,
                        log_val_dialogues=0, allow_sampling_mismatch=allow, max_length=4096)
         data = DialogueDataModule(train_file=str(dialogues["training"] / "phase_a.jsonl"),
-                                  val_file=str(dialogues["validation"] / "phase_a.jsonl"), **sampling)
+                                  val_file=str(dialogues["validation"] / "phase_a.jsonl"), num_workers=0, **sampling)
         Trainer(accelerator="cpu", fast_dev_run=1, logger=False, enable_progress_bar=False,
                 enable_model_summary=False).fit(task, datamodule=data)
 
@@ -474,4 +475,35 @@ def test_stage2_refuses_an_ahd_trained_on_another_sampling(fitted_ahd, dialogues
     with warnings.catch_warnings(record=True) as caught:  # the same sampling: no error, no warning
         warnings.simplefilter("always")
         fit(False, frame_stride=1, max_frames=32, frame_size=(64, 96))
+    assert not [w for w in caught if "sampl" in str(w.message)]
+
+
+def test_stage2_reads_sample_fps_from_the_ahd_checkpoint(fitted_ahd, dialogues, tmp_path):
+    """An AHD whose DataModule took 1 frame per second (``sample_fps: 1`` in its recorded hyper-parameters)
+    refuses dialogue clips of every frame, and accepts clips taken at 1 fps."""
+    import warnings
+
+    from lightning.pytorch import Trainer
+
+    from tvau_lightning.data.dialogue import DialogueDataModule
+
+    ckpt = torch.load(fitted_ahd.checkpoint, map_location="cpu", weights_only=False)
+    ckpt["datamodule_hyper_parameters"]["sample_fps"] = 1.0  # as UBnormalDataModule(sample_fps=1.0) records it
+    path = tmp_path / "ahd_1fps.ckpt"
+    torch.save(ckpt, path)
+
+    def fit(**sampling) -> None:
+        task = RAETask(BackboneConfig(path=str(fitted_ahd.backbone), dtype="float32"), ahd_checkpoint=str(path),
+                       lora=None, val_every_n_steps=None, log_val_dialogues=0, max_length=4096)
+        data = DialogueDataModule(train_file=str(dialogues["training"] / "phase_a.jsonl"),
+                                  val_file=str(dialogues["validation"] / "phase_a.jsonl"), frame_size=(64, 96),
+                                  num_workers=0, **sampling)
+        Trainer(accelerator="cpu", fast_dev_run=1, logger=False, enable_progress_bar=False,
+                enable_model_summary=False).fit(task, datamodule=data)
+
+    with pytest.raises(ValueError, match="rate: stage 1 1 fps, stage 2 every frame.*allow_sampling_mismatch"):
+        fit(frame_stride=1, max_frames=32)
+    with warnings.catch_warnings(record=True) as caught:  # the same rate: no error, no warning
+        warnings.simplefilter("always")
+        fit(sample_fps=1.0, min_frames=4, max_frames=40)  # 30 fps records: 2 frames (stride 30), padded to 4
     assert not [w for w in caught if "sampl" in str(w.message)]

@@ -24,7 +24,8 @@ def test_shanghaitech_phase_a_and_b_configs_train(synthetic_shanghaitech, fitted
         out = Path("data/dialogues/shanghaitech") / split
         assert main(["build-dataset", "--source", "shanghaitech", "--root", str(synthetic_shanghaitech.root),
                      "--protocol", "tvau", "--split", split, "--val-fraction", "0.4",  # 2 of the 5 synthetic
-                     "--annotator", "ground-truth", "--out", str(out), "--no-progress"]) == 0
+                     "--annotator", "ground-truth", "--out", str(out), "--no-progress",
+                     "--dense-records"]) == 0  # 2 s synthetic videos: every frame, not the paper's 1 fps
         records = [json.loads(line) for line in (out / "phase_a.jsonl").read_text().splitlines()]
         assert records and all(r["dataset"] == "shanghaitech" for r in records)
         videos[split] = {r["video_id"] for r in records}
@@ -33,7 +34,9 @@ def test_shanghaitech_phase_a_and_b_configs_train(synthetic_shanghaitech, fitted
 
     common = ["--model.backbone", str(CONFIGS / "backbones" / "tiny_qwen2_5_vl.yaml"),
               "--model.ahd_checkpoint", str(fitted_ahd.checkpoint), "--data.frame_size", "[64, 96]",
-              "--data.num_frames", "4", "--data.num_workers", "0", "--model.val_every_n_steps", "1",
+              # the fixture AHD's sampling (every frame at 64×96), not the shipped 1 fps at 476×868
+              "--data.sample_fps", "null", "--data.frame_stride", "1", "--data.max_frames", "null",
+              "--data.num_workers", "0", "--model.val_every_n_steps", "1",
               "--trainer.max_epochs", "2", *CPU]  # a few clips and accumulation 8: one optimizer step per epoch
     lightning_cli(["fit", "--config", str(CONFIGS / "rae_phase_a_shanghaitech.yaml"), *common,
                    "--model.backbone.path", str(fitted_ahd.backbone)])
@@ -45,6 +48,7 @@ def test_shanghaitech_phase_a_and_b_configs_train(synthetic_shanghaitech, fitted
     # phase B as shipped reads runs/rae_phase_a_shanghaitech/{merged,checkpoints/best.ckpt}
     lightning_cli(["fit", "--config", str(CONFIGS / "rae_phase_b_shanghaitech.yaml"),
                    "--model.backbone.layers", "[1, 2, 4]", "--model.backbone.dtype", "float32",
+                   "--model.backbone.max_frames", "64",  # the dense synthetic records are whole videos (~50 frames)
                    "--model.lora.last_n_layers", "1", *common[2:]])
     state_b = torch.load("runs/rae_phase_b_shanghaitech/checkpoints/last.ckpt", map_location="cpu",
                          weights_only=False)

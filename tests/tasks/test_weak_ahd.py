@@ -115,7 +115,7 @@ def test_learns_heatmaps_and_categories_from_video_labels_only(tmp_path, tiny_qw
                                      train_per_category=4, test_per_category=2, normal_train=6, normal_test=3,
                                      num_frames=16, height=64, width=96, seed=5)
     dm = UCFCrimeDataModule(str(data.root), split_dir=str(data.split_dir), clip_len=16, frame_size=(64, 96),
-                            train_clip_step=16, batch_size=2)
+                            train_clip_step=16, batch_size=2, num_workers=0)
     task = WeakAHDTask(BackboneConfig(path=str(tiny_qwen_dir), dtype="float32"), categories=UCF_NAMES, logit_scale=10.0,
                        lr=3e-3, k_ratio=0.05)
     trainer = Trainer(accelerator="cpu", max_epochs=6, limit_val_batches=0, num_sanity_val_steps=0, logger=False,
@@ -173,7 +173,8 @@ def test_task_rejects_categories_that_do_not_match_the_datamodule(tmp_path, tiny
     data = write_synthetic_ucf_crime(tmp_path / "ucf", categories=("Abuse",), train_per_category=1,
                                      test_per_category=1, normal_train=1, normal_test=1, num_frames=16, height=32,
                                      width=64)
-    dm = UCFCrimeDataModule(str(data.root), split_dir=str(data.split_dir), clip_len=8, frame_size=(32, 64))
+    dm = UCFCrimeDataModule(str(data.root), split_dir=str(data.split_dir), clip_len=8, frame_size=(32, 64),
+                            num_workers=0)
     task = WeakAHDTask(BackboneConfig(path=str(tiny_qwen_dir), dtype="float32"), categories=["Normal", "Abuse"])
     trainer = Trainer(accelerator="cpu", fast_dev_run=1, logger=False, enable_progress_bar=False,
                       enable_model_summary=False)
@@ -194,7 +195,8 @@ def test_a_category_checkpoint_loads_for_inference_with_its_classes(tmp_path, ti
     data = write_synthetic_ucf_crime(tmp_path / "ucf", categories=("Abuse", "Arson"), train_per_category=1,
                                      test_per_category=1, normal_train=1, normal_test=1, num_frames=16, height=32,
                                      width=64)
-    dm = UCFCrimeDataModule(str(data.root), split_dir=str(data.split_dir), clip_len=8, frame_size=(32, 64))
+    dm = UCFCrimeDataModule(str(data.root), split_dir=str(data.split_dir), clip_len=8, frame_size=(32, 64),
+                            num_workers=0)
     task = WeakAHDTask(BackboneConfig(path=str(tiny_qwen_dir), dtype="float32"), categories=UCF_NAMES, lr=1e-2)
     trainer = Trainer(accelerator="cpu", max_steps=2, limit_val_batches=0, num_sanity_val_steps=0, logger=False,
                       enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,

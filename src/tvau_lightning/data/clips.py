@@ -11,6 +11,13 @@ Two sampling plans:
   block is shorter; its clips are padded by repeating their last frame, with ``valid=False`` and
   ``frame_index=-1`` on the padding.
 
+``sample_fps`` (instead of ``frame_stride``) takes frames at that rate from each video's own frame rate: the
+video's stride is ``round(video fps / sample_fps)`` and both plans use it as above (a 30 fps video at
+``sample_fps=1`` gets stride 30, a 25 fps one stride 25; evaluation still covers every frame once, ``stride``
+interleaved 1-fps clips per block). The clip frames are then ``fps / stride`` apart, which is the rate
+``ClipSample.fps`` reports; when ``fps / sample_fps`` is far from an integer that rate differs from
+``sample_fps`` (by more than 1 %: one warning names the videos).
+
 Subclasses (one per dataset format) list their videos and implement how frames, masks, labels and region
 ground truth are read; :class:`VideoClipDataset` turns that into :class:`~tvau_lightning.data.types.ClipSample`
 items, resized to ``frame_size`` (frames anti-aliased, masks nearest).
@@ -19,7 +26,10 @@ items, resized to ``frame_size`` (frames anti-aliased, masks nearest).
 from __future__ import annotations
 
 import abc
+import dataclasses
+import functools
 import os
+import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -31,11 +41,16 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from tvau_lightning.data.feature_cache import CachedClipDataset, collate_cached_clips
 from tvau_lightning.data.transforms import FrameResizeMode, resize_frames, resize_masks
-from tvau_lightning.data.types import ClipSample, collate_clips
+from tvau_lightning.data.types import ClipBatch, ClipSample, collate_clips
 from tvau_lightning.data.video import VideoBackend, VideoReader, resolve_backend
 from tvau_lightning.modules.grid import pad_last
 
 Sampling = Literal["train", "eval"]
+#: where a clip DataModule resizes frames to ``frame_size``: ``data`` in the dataset (DataLoader workers),
+#: ``device`` after the batch reached the model's device (``on_after_batch_transfer``), ``auto``: ``device``
+#: when CUDA is available, else ``data``
+ResizeOn = Literal["auto", "data", "device"]
+RESIZE_ON: tuple[str, ...] = ("auto", "data", "device")
 #: readers a forked DataLoader worker inherited from its parent. They are kept referenced and never used:
 #: freeing a copied ffmpeg decoder in the child aborts the process (its decoding threads exist only in the
 #: parent), and workers leave through ``os._exit``, so nothing is ever freed here.
@@ -99,6 +114,19 @@ def evaluation_clips(num_frames: int, clip_len: int, frame_stride: int = 1) -> l
     return clips
 
 
+def stride_for_rate(video_fps: float, sample_fps: float, what: str = "video") -> int:
+    """The frame stride that takes ``sample_fps`` frames per second from a ``video_fps`` source:
+    ``round(video_fps / sample_fps)`` (halves round up). Raises ValueError naming ``what`` when the video has no
+    usable frame rate or ``sample_fps`` exceeds it."""
+    if not video_fps or not np.isfinite(video_fps) or video_fps <= 0:
+        raise ValueError(f"{what} reports no usable frame rate ({video_fps}); sample_fps needs one — re-encode the "
+                         "video or use frame_stride instead of sample_fps")
+    if sample_fps > video_fps * (1 + 1e-6):
+        raise ValueError(f"{what} runs at {video_fps:g} fps, below sample_fps={sample_fps:g}; lower sample_fps to at "
+                         f"most {video_fps:g} (or null for every frame)")
+    return max(1, int(np.floor(video_fps / sample_fps + 0.5)))
+
+
 def _check_sampling_args(clip_len: int, frame_stride: int) -> None:
     if clip_len < 1:
         raise ValueError(f"clip_len must be positive, got {clip_len}")
@@ -107,10 +135,18 @@ def _check_sampling_args(clip_len: int, frame_stride: int) -> None:
 
 
 def check_clip_args(
-    clip_len: int, frame_stride: int, frame_size: tuple[int, int] | None, clip_step: int | None = None
+    clip_len: int, frame_stride: int, frame_size: tuple[int, int] | None, clip_step: int | None = None,
+    sample_fps: float | None = None,
 ) -> None:
     """Validate the clip arguments of a dataset or DataModule (raises ValueError naming the argument)."""
     _check_sampling_args(clip_len, frame_stride)
+    if sample_fps is not None:
+        if not sample_fps > 0 or not np.isfinite(sample_fps):
+            raise ValueError(f"sample_fps must be positive (frames per second taken from the source) or null, got "
+                             f"{sample_fps}")
+        if frame_stride != 1:
+            raise ValueError(f"sample_fps={sample_fps:g} and frame_stride={frame_stride} both set the sampling rate; "
+                             "set one of them (frame_stride: 1 with sample_fps, or sample_fps: null)")
     if frame_size is not None and (len(frame_size) != 2 or min(int(v) for v in frame_size) < 1):
         raise ValueError(f"frame_size must be (H, W) with positive sides or None, got {frame_size!r}")
     if clip_step is not None and clip_step < 1:
@@ -153,9 +189,14 @@ class VideoClipDataset(Dataset, abc.ABC):
         gt_boxes: attach each clip's RBDC/TBDC ground-truth boxes (``ClipSample.gt_boxes``).
         video_backend: decoder of video files (``auto``: decord if installed, else PyAV; see
             :func:`~tvau_lightning.data.video.open_video`); frame folders are always read with PIL.
+        sample_fps: take frames at this rate from each video's frame rate instead of every ``frame_stride``-th
+            (per-video stride ``round(fps / sample_fps)``; see the module docstring); ``None``: ``frame_stride``.
     """
 
     max_open_readers = 8
+    #: ``data``: items carry frames resized to ``frame_size``; ``device``: frames at the source size (masks are
+    #: still resized), for a DataModule that resizes them on the model's device. Set by the DataModule.
+    resize_on: Literal["data", "device"] = "data"
 
     def __init__(
         self,
@@ -167,13 +208,17 @@ class VideoClipDataset(Dataset, abc.ABC):
         resize_mode: FrameResizeMode = "bilinear",
         gt_boxes: bool = True,
         video_backend: VideoBackend = "auto",
+        sample_fps: float | None = None,
     ) -> None:
-        check_clip_args(clip_len, frame_stride, frame_size, clip_step)
+        check_clip_args(clip_len, frame_stride, frame_size, clip_step, sample_fps)
         resolve_backend(video_backend)  # an unknown or missing backend fails here, not in a DataLoader worker
         if sampling not in ("train", "eval"):
             raise ValueError(f"sampling must be 'train' or 'eval', got {sampling!r}")
         self.clip_len = int(clip_len)
         self.frame_stride = int(frame_stride)
+        self.sample_fps = None if sample_fps is None else float(sample_fps)
+        self._strides: dict[str, int] = {}  # per video, with sample_fps (and the source rate it came from)
+        self._source_fps: dict[str, float] = {}
         self.frame_size = None if frame_size is None else (int(frame_size[0]), int(frame_size[1]))
         self.sampling = sampling
         self.clip_step = clip_step
@@ -240,16 +285,53 @@ class VideoClipDataset(Dataset, abc.ABC):
         """Frames in the whole split (``N`` of the RBDC/TBDC false-positive rate)."""
         return sum(self.num_frames(v) for v in self._video_ids)
 
+    def video_fps(self, video_id: str) -> float:
+        """Frame rate of the video's source (``sample_fps`` plans from it); subclasses that learnt it when
+        listing override this, the default opens the video once."""
+        return float(self._open_reader(video_id).fps)
+
+    def video_name(self, video_id: str) -> str:
+        """How errors name the video (subclasses give its path)."""
+        return f"video {video_id!r}"
+
+    def frame_stride_of(self, video_id: str) -> int:
+        """Spacing of a clip's frames in this video: ``frame_stride``, or with ``sample_fps`` the video's own
+        ``round(fps / sample_fps)``."""
+        if self.sample_fps is None:
+            return self.frame_stride
+        if video_id not in self._strides:
+            fps = self.video_fps(video_id)
+            self._strides[video_id] = stride_for_rate(fps, self.sample_fps, self.video_name(video_id))
+            self._source_fps[video_id] = fps
+        return self._strides[video_id]
+
+    def _warn_inexact_rates(self) -> None:
+        """One warning naming the videos whose stride gives a rate more than 1 % off ``sample_fps``."""
+        if self.sample_fps is None:
+            return
+        off = []
+        for video_id in self._video_ids:
+            stride, fps = self.frame_stride_of(video_id), self._source_fps[video_id]
+            if abs(fps / stride - self.sample_fps) > 0.01 * self.sample_fps:
+                off.append(f"{video_id}: {fps:g} fps / stride {stride} = {fps / stride:.4g} fps")
+        if off:
+            more = f" … and {len(off) - 10} more" if len(off) > 10 else ""
+            warnings.warn(f"sample_fps={self.sample_fps:g} is not a whole fraction of the frame rate of "
+                          f"{len(off)} video(s); their clips take every round(fps / sample_fps)-th frame, so their "
+                          f"actual rate differs: {'; '.join(off[:10])}{more}", UserWarning, stacklevel=3)
+
     # ----------------------------------------------------------------- clips
     def _build_clips(self) -> None:
         self._clips = []
         for video_id in self._video_ids:
             total = self.num_frames(video_id)
+            stride = self.frame_stride_of(video_id)
             if self.sampling == "train":
-                plans = training_clips(total, self.clip_len, self.frame_stride, self.clip_step)
+                plans = training_clips(total, self.clip_len, stride, self.clip_step)
             else:
-                plans = evaluation_clips(total, self.clip_len, self.frame_stride)
+                plans = evaluation_clips(total, self.clip_len, stride)
             self._clips.extend((video_id, plan) for plan in plans)
+        self._warn_inexact_rates()
 
     @property
     def clips(self) -> list[tuple[str, np.ndarray]]:
@@ -269,6 +351,8 @@ class VideoClipDataset(Dataset, abc.ABC):
             self._readers.move_to_end(video_id)
             return self._readers[video_id]
         reader = self._open_reader(video_id)
+        if self.resize_on == "device" and hasattr(reader, "shared_output"):
+            reader.shared_output = True  # its frames leave the worker as decoded: decode into shared memory
         self._check_reader(video_id, reader)
         self._readers[video_id] = reader
         while len(self._readers) > self.max_open_readers:
@@ -291,7 +375,9 @@ class VideoClipDataset(Dataset, abc.ABC):
 
     def _load_clip(self, video_id: str, indices: np.ndarray) -> ClipSample:
         reader = self.reader(video_id)
-        frames = resize_frames(reader.read(indices), self.frame_size, mode=self.resize_mode)
+        frames = reader.read(indices)
+        if self.resize_on != "device":
+            frames = resize_frames(frames, self.frame_size, mode=self.resize_mode)
         masks = resize_masks(self._read_masks(video_id, indices), self.frame_size)
         labels = torch.from_numpy(self.frame_labels(video_id)[indices].astype(np.int64))
         count, pad = len(indices), self.clip_len - len(indices)
@@ -310,7 +396,7 @@ class VideoClipDataset(Dataset, abc.ABC):
             frame_index=frame_index,
             valid=valid,
             video_id=video_id,
-            fps=float(reader.fps),
+            fps=float(reader.fps) / self.frame_stride_of(video_id),  # the rate of the clip's frames
             original_size=self.original_size(video_id),
             gt_boxes=self._clip_gt_boxes(video_id, indices) if self.attach_gt_boxes else None,
         )
@@ -381,9 +467,9 @@ class SequentialEvaluationClips(IterableDataset):
 
     def __iter__(self):  # noqa: ANN204 - an iterator of ClipSample
         dataset = self.dataset
-        block = dataset.clip_len * dataset.frame_stride
         clips = dataset.clips
         for video_id in self._videos_of_shard():
+            block = dataset.clip_len * dataset.frame_stride_of(video_id)
             items = self._by_video[video_id]
             reader = dataset.reader(video_id)
             start = 0
@@ -404,6 +490,28 @@ class SequentialEvaluationClips(IterableDataset):
                 start = end
 
 
+def resolve_resize_on(resize_on: str) -> Literal["data", "device"]:
+    """``auto`` → ``device`` when CUDA is available, else ``data``; other names are checked and returned."""
+    if resize_on not in RESIZE_ON:
+        raise ValueError(f"resize_on must be one of {', '.join(RESIZE_ON)}, got {resize_on!r}")
+    if resize_on == "auto":
+        return "device" if torch.cuda.is_available() else "data"
+    return resize_on  # type: ignore[return-value]
+
+
+def collate_mixed_sizes(
+    samples: Sequence[ClipSample], collate: Any = collate_clips, frame_size: tuple[int, int] | None = None,
+    resize_mode: FrameResizeMode = "bilinear",
+) -> Any:
+    """``collate(samples)``, after resizing the frames to ``frame_size`` on the CPU when the clips' source sizes
+    differ (``resize_on: device`` batches clips of several videos; one batch tensor needs one size). A batch
+    whose clips share a size is passed on at the source size, for the device to resize."""
+    if frame_size is not None and len({tuple(s.frames.shape[1:3]) for s in samples}) > 1:
+        samples = [dataclasses.replace(s, frames=resize_frames(s.frames, frame_size, mode=resize_mode))
+                   for s in samples]
+    return collate(samples)
+
+
 def default_num_workers(limit: int = 8) -> int:
     """DataLoader workers when none are set: the CPU cores this process may use, at most ``limit``."""
     try:
@@ -420,9 +528,27 @@ class VideoClipDataModule(LightningDataModule, abc.ABC):
     others ``eval`` sampling (every frame once), read through :class:`SequentialEvaluationClips` (each video
     once, front to back, videos sharded over workers and ranks). ``predict`` reads the test split.
     ``video_backend`` is the decoder of video files (``auto``: decord if installed, else PyAV).
-    ``num_workers=None`` → :func:`default_num_workers` (the usable cores, at most 8); ``pin_memory=None`` → pin
-    when CUDA is available. Workers persist across epochs. After :meth:`read_from_feature_cache`, every loader
-    serves clips from the feature cache alone (no video opened).
+    ``num_workers=None`` (the default) → :func:`default_num_workers` (the usable cores, at most 8);
+    ``pin_memory=None`` (the default) → pin when CUDA is available. Workers persist across epochs. After
+    :meth:`read_from_feature_cache`, every loader serves clips from the feature cache alone (no video opened).
+
+    ``resize_on`` says where frames are resized to the subclass's ``frame_size``: ``data`` in the dataset (the
+    DataLoader workers), ``device`` on the model's device after the batch transfer (:meth:`on_after_batch_transfer`,
+    with the same :func:`~tvau_lightning.data.transforms.resize_frames`; on the CPU the bytes are identical):
+    the workers then only decode, at the source size, into one preallocated array, and the anti-aliased resize
+    runs on the GPU. Masks are resized in the dataset either way (nearest), so targets never change. A batch
+    whose clips come from videos of different sizes is resized on the CPU in the collate
+    (:func:`collate_mixed_sizes`). ``auto``: ``device`` when CUDA is available, else ``data``. Code that
+    iterates a DataModule's datasets without the Trainer applies :meth:`frames_to_size` itself (the
+    feature-cache fill does).
+
+    The default is ``data``. Measured (``benchmarks/README.md``, 1280×720 → 448×672, PyAV, DataLoader workers):
+    shipping source-size frames from a worker through shared memory costs about what the resize saves (filling
+    shared memory is ~2.4 ms per 720p frame of CPU, the resize ~0.9 ms, the 448×672 frame's transfer ~0.8 ms),
+    so per core the two settings came out within about 25 % of each other, either way round; ``data`` also gives
+    the same bytes on every device (the GPU resamples in float, within one level). ``device`` pays where the
+    source is at or below ``frame_size`` (ShanghaiTech's 480×856 → 476×868) and with ``num_workers=0`` (no
+    transfer: ~1.3× fewer CPU seconds per frame), and it frees CPU where the GPU has time to spare.
     """
 
     #: how items of this DataModule's datasets are batched
@@ -431,9 +557,10 @@ class VideoClipDataModule(LightningDataModule, abc.ABC):
     def __init__(
         self,
         batch_size: int = 1,
-        num_workers: int | None = 0,
-        pin_memory: bool | None = False,
+        num_workers: int | None = None,
+        pin_memory: bool | None = None,
         video_backend: VideoBackend = "auto",
+        resize_on: ResizeOn = "data",
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -445,6 +572,7 @@ class VideoClipDataModule(LightningDataModule, abc.ABC):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
+        self.resize_on: Literal["data", "device"] = resolve_resize_on(resize_on)
         self._feature_cache: Any | None = None
         resolve_backend(video_backend)
         self.video_backend: VideoBackend = video_backend
@@ -460,7 +588,10 @@ class VideoClipDataModule(LightningDataModule, abc.ABC):
             raise ValueError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
         split = "test" if split == "predict" else split
         if split not in self._datasets:
-            self._datasets[split] = self._make_dataset(split)
+            dataset = self._make_dataset(split)
+            if isinstance(dataset, VideoClipDataset):
+                dataset.resize_on = self.resize_on
+            self._datasets[split] = dataset
         return self._datasets[split]
 
     def setup(self, stage: str | None = None) -> None:
@@ -474,8 +605,35 @@ class VideoClipDataModule(LightningDataModule, abc.ABC):
         hold the clips' targets): one file read per clip, no video opened. ``None`` reads the videos again."""
         self._feature_cache = cache
 
+    def clip_collate(self) -> Any:
+        """The collate function of the video loaders: :attr:`collate_fn`, which with ``resize_on: device`` first
+        resizes the clips of a batch mixing source sizes (:func:`collate_mixed_sizes`)."""
+        if self.resize_on != "device":
+            return self.collate_fn
+        return functools.partial(collate_mixed_sizes, collate=self.collate_fn, frame_size=getattr(self, "frame_size", None),
+                                 resize_mode=getattr(self, "resize_mode", "bilinear"))
+
+    def frames_to_size(self, frames: torch.Tensor) -> torch.Tensor:
+        """``(B, T, H, W, 3)`` uint8 frames resized to ``frame_size`` on their device when ``resize_on`` is
+        ``device`` and they are not at that size yet; otherwise returned as they are."""
+        size = getattr(self, "frame_size", None)
+        if self.resize_on != "device" or size is None or tuple(frames.shape[2:4]) == tuple(size):
+            return frames
+        batch, steps = frames.shape[:2]
+        if 0 in frames.stride():  # a placeholder without memory (cached features): keep it one
+            return frames.new_zeros(()).expand(batch, steps, *size, 3)
+        out = resize_frames(frames.reshape(batch * steps, *frames.shape[2:]), size,
+                            mode=getattr(self, "resize_mode", "bilinear"))
+        return out.view(batch, steps, *size, 3)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """With ``resize_on: device``: resize the batch's frames to ``frame_size`` on the model's device."""
+        if isinstance(batch, ClipBatch):
+            batch.frames = self.frames_to_size(batch.frames)
+        return batch
+
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        dataset, collate = self.dataset(split), self.collate_fn
+        dataset, collate = self.dataset(split), self.clip_collate()
         if self._feature_cache is not None:
             dataset, collate = CachedClipDataset.from_dataset(self._feature_cache, dataset), collate_cached_clips
         elif isinstance(dataset, VideoClipDataset) and dataset.sampling == "eval":

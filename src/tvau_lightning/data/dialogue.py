@@ -8,24 +8,35 @@ was trained on (:meth:`DialogueDataModule.sampling`) — or, with neither set, `
 uniformly over the record (the rate then depends on the record's length). A record that lists its sampled
 frames (``frame_index``, written by ``tvau build-dataset --record-fps``) is fed exactly those frames. Tokenisation happens in the task, through the
 backbone adapter (``data/`` never imports a backbone), with the task's ``max_length``.
+
+Splits: by default each split is its own file (``record_split="files"``; the builder splits ShanghaiTech and
+UBnormal by video, so no video is on two sides). ``record_split="records"`` is the paper's clip-level
+re-partition instead (§3.3: ShanghaiTech's 5,136 clips → 4,108 training / 1,028 validation): one pooled file is
+split record by record (:func:`split_records`), so clips of one video sit on both sides — a leak that flatters
+validation and test numbers; use it only to compare with the paper.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from tvau_lightning.data.clips import VideoClipDataModule
+from tvau_lightning.data.clips import VideoClipDataModule, stride_for_rate
 from tvau_lightning.data.dialogue_schema import DialogueRecord, Turn, load_dialogues
 from tvau_lightning.data.transforms import resize_frames
 from tvau_lightning.data.video import VideoBackend, open_video, resolve_backend
+
+#: how the dialogue DataModule gets its train/val records: one file per split, or one pool split by record
+RecordSplit = Literal["files", "records"]
 
 
 @dataclass
@@ -91,6 +102,22 @@ def check_rate_args(sample_fps: float | None, frame_stride: int | None, min_fram
         raise ValueError(f"need 1 <= min_frames <= max_frames, got min_frames={min_frames}, max_frames={max_frames}")
 
 
+def check_record_split_args(record_split: str, train_file: str | None, val_file: str | None,
+                            val_fraction: float) -> None:
+    """ValueError for a split description that contradicts itself."""
+    if record_split not in ("files", "records"):
+        raise ValueError(f"record_split must be 'files' or 'records', got {record_split!r}")
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    if record_split == "records":
+        if train_file is None:
+            raise ValueError("record_split='records' splits train_file into train and val records; set train_file "
+                             "to the pooled JSONL")
+        if val_file is not None:
+            raise ValueError(f"val_file={val_file!r} contradicts record_split='records' (the val records come from "
+                             "train_file); set val_file to null, or record_split to 'files'")
+
+
 def collate_dialogues(samples: Sequence[DialogueSample]) -> DialogueBatch:
     """Stack dialogue samples (their clips must have the same number of frames)."""
     lengths = sorted({int(s.frames.shape[0]) for s in samples})
@@ -123,6 +150,45 @@ def rate_frame_indices(start: int, end: int, step: float, min_frames: int = 1, m
     return indices
 
 
+def record_split_sizes(num_records: int, val_fraction: float, what: str = "the pool") -> tuple[int, int]:
+    """``(train, val)`` record counts of a record-level split: val gets ``ceil(val_fraction × N)`` records (5,136
+    × 0.2 = 1,027.2 → 1,028, the paper's 4,108 / 1,028), train the rest. ValueError naming ``what`` when the
+    fraction is outside (0, 1) or a side would be empty."""
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    num_val = math.ceil(val_fraction * num_records - 1e-9)  # the tolerance keeps 0.1 × 30 at 3, not 4
+    if num_val < 1 or num_val >= num_records:
+        raise ValueError(f"{what}: val_fraction={val_fraction} of {num_records} record(s) leaves "
+                         f"{'the val' if num_val < 1 else 'the train'} side empty; pool more records or change "
+                         "val_fraction")
+    return num_records - num_val, num_val
+
+
+def split_records(records: Sequence[DialogueRecord], val_fraction: float, seed: int,
+                  what: str = "the pool") -> tuple[list[int], list[int]]:
+    """Seeded record-level split of a pool into ``(train, val)`` record indices (each sorted; disjoint; together
+    every index once), sizes from :func:`record_split_sizes`.
+
+    The order is a seeded permutation: records sorted by a keyed hash (BLAKE2b, key = ``seed``) of their clip
+    (``dataset``, ``video_id``, ``frame_range``), ties by position; the first ``val`` records are the val side.
+    It depends on the file's content and the seed alone (never on the process, so every DDP rank and worker gets
+    the same split), and a clip's rank does not depend on the other records: phase A and phase B pools built
+    from the same videos put (nearly) the same clips on the val side, so phase B rarely validates on a clip that
+    phase A trained on.
+    """
+    _, num_val = record_split_sizes(len(records), val_fraction, what)
+    key = str(int(seed)).encode()
+
+    def rank(i: int) -> tuple[bytes, int]:
+        r = records[i]
+        span = "" if r.frame_range is None else f"{int(r.frame_range[0])}-{int(r.frame_range[1])}"
+        clip = f"{r.dataset}\0{r.video_id}\0{span}".encode()
+        return hashlib.blake2b(clip, digest_size=16, key=key).digest(), i
+
+    order = sorted(range(len(records)), key=rank)
+    return sorted(order[num_val:]), sorted(order[:num_val])
+
+
 def sample_frame_indices(start: int, end: int, num_frames: int) -> np.ndarray:
     """``num_frames`` indices spread uniformly over ``[start, end]`` (inclusive), repeating frames of
     ranges shorter than ``num_frames``; each index is the centre of its equal-length segment."""
@@ -141,15 +207,19 @@ class DialogueDataset(Dataset):
         num_frames: frames per clip spread uniformly over the record's range (when no rate is set).
         frame_size: ``(H, W)`` frames are resized to.
         video_backend: decoder of the videos (``auto``: decord if installed, else PyAV).
-        sample_fps: take frames at this many per second of the source (``None``: see ``frame_stride``).
+        sample_fps: take frames at this many per second of the source — every ``round(fps / sample_fps)``-th
+            frame, the stride the stage-1 datasets use (``None``: see ``frame_stride``).
         frame_stride: take every this-many-th frame (``1``: every frame) when ``sample_fps`` is ``None``.
         min_frames: at a fixed rate, shorter records repeat their last frame up to this many frames.
         max_frames: at a fixed rate, a record with more frames is an error (rebuild with shorter windows).
+        subset: keep only these records of the file (0-based, in the file's order; :func:`split_records`);
+            ``None``: all of them.
     """
 
     def __init__(self, path: str | os.PathLike[str], num_frames: int, frame_size: tuple[int, int],
                  video_backend: VideoBackend = "auto", sample_fps: float | None = None,
-                 frame_stride: int | None = None, min_frames: int = 1, max_frames: int | None = None) -> None:
+                 frame_stride: int | None = None, min_frames: int = 1, max_frames: int | None = None,
+                 subset: Sequence[int] | None = None) -> None:
         check_rate_args(sample_fps, frame_stride, min_frames, max_frames)
         self.sample_fps, self.frame_stride = sample_fps, frame_stride
         self.min_frames, self.max_frames = min_frames, max_frames
@@ -157,6 +227,11 @@ class DialogueDataset(Dataset):
         self.video_backend: VideoBackend = video_backend
         self.path = Path(path)
         self.records = load_dialogues(self.path)
+        if subset is not None:
+            outside = [i for i in subset if not 0 <= i < len(self.records)]
+            if outside:
+                raise IndexError(f"{self.path} has {len(self.records)} records; subset index {outside[0]} is outside")
+            self.records = [self.records[i] for i in subset]
         if not self.records:
             raise ValueError(f"{self.path} has no dialogues")
         if num_frames < 1:
@@ -189,7 +264,9 @@ class DialogueDataset(Dataset):
             indices = sample_frame_indices(start, end, self.num_frames)
             step = max(1.0, (end - start + 1) / self.num_frames)
         else:
-            step = float(reader.fps) / self.sample_fps if self.sample_fps is not None else float(self.frame_stride)
+            # the stage-1 datasets' per-video stride, round(fps / sample_fps): both stages take the same frames
+            step = float(stride_for_rate(float(reader.fps), self.sample_fps, f"{self.path}: record {record.video_id!r} "
+                                         f"({video_path})") if self.sample_fps is not None else self.frame_stride)
             indices = rate_frame_indices(start, end, step, self.min_frames, self.max_frames,
                                          what=f"{self.path}: record {record.video_id!r}")
         frames = resize_frames(reader.read(indices.tolist()), self.frame_size)
@@ -229,9 +306,11 @@ class DialogueDataModule(VideoClipDataModule):
     """Train/val/test dialogue JSONL files → batches of :class:`DialogueBatch`.
 
     Args:
-        train_file: JSONL for training (phase A: all-object narratives; phase B: anomaly-focused).
-        val_file: JSONL for validation loss (checkpoint selection).
-        test_file: JSONL for multi-turn generation and text metrics; defaults to ``val_file``.
+        train_file: JSONL for training (phase A: all-object narratives; phase B: anomaly-focused); with
+            ``record_split="records"`` the pool that is split into train and val.
+        val_file: JSONL for validation loss (checkpoint selection); must be ``None`` with ``record_split="records"``.
+        test_file: JSONL for multi-turn generation and text metrics; defaults to ``val_file`` (with
+            ``record_split="records"``: to the val records of the pool).
         num_frames: frames per clip spread over each record when no rate is set (8 fits every family's context
             with the defaults).
         frame_size: ``(H, W)`` frames are resized to (multiples of 28 for Qwen2.5-VL).
@@ -242,9 +321,16 @@ class DialogueDataModule(VideoClipDataModule):
         min_frames: at a fixed rate, shorter records repeat their last frame up to this many.
         max_frames: at a fixed rate, longer records are an error.
         batch_size: clips per batch.
-        num_workers: DataLoader workers.
-        pin_memory: pin batches in page-locked memory (faster copies to a GPU).
+        num_workers: DataLoader workers (``None``: the usable cores, at most 8; 0: the main process).
+        pin_memory: pin batches in page-locked memory (faster copies to a GPU; ``None``: when CUDA is available).
         video_backend: decoder of the videos (``auto``: decord if installed, else PyAV).
+        record_split: ``files`` (default): each split is its own file — the builder's split by video, leak-free.
+            ``records``: the paper's clip-level re-partition — ``train_file`` is one pool split record by record
+            into train and val (:func:`split_records`), so clips of one video can be on both sides (a leak; only
+            to compare with the paper's numbers).
+        val_fraction: ``records``: the fraction of the pool's records held out for validation (val gets
+            ``ceil(val_fraction × N)``: 0.2 of 5,136 → 1,028, the paper's count).
+        split_seed: ``records``: the seed of the record-level split.
     """
 
     collate_fn = staticmethod(collate_dialogues)
@@ -257,18 +343,25 @@ class DialogueDataModule(VideoClipDataModule):
         num_frames: int = 8,
         frame_size: tuple[int, int] = (336, 336),
         batch_size: int = 1,
-        num_workers: int = 0,
-        pin_memory: bool = False,
+        num_workers: int | None = None,
+        pin_memory: bool | None = None,
         video_backend: VideoBackend = "auto",
         sample_fps: float | None = None,
         frame_stride: int | None = None,
         min_frames: int = 1,
         max_frames: int | None = None,
+        record_split: RecordSplit = "files",
+        val_fraction: float = 0.2,
+        split_seed: int = 0,
     ) -> None:
         super().__init__(batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory,
                          video_backend=video_backend)
         check_rate_args(sample_fps, frame_stride, min_frames, max_frames)
-        self.save_hyperparameters()
+        check_record_split_args(record_split, train_file, val_file, val_fraction)
+        self.save_hyperparameters()  # the split (record_split, val_fraction, split_seed) is saved in checkpoints
+        self.record_split: RecordSplit = record_split
+        self.val_fraction, self.split_seed = val_fraction, split_seed
+        self._record_parts: dict[str, list[int]] | None = None
         self.files = {"train": train_file, "val": val_file, "test": test_file or val_file}
         self.num_frames = num_frames
         self.frame_size = tuple(frame_size)
@@ -282,9 +375,21 @@ class DialogueDataModule(VideoClipDataModule):
         return {"sample_fps": self.sample_fps, "frame_stride": self.frame_stride,
                 "frame_size": tuple(int(v) for v in self.frame_size)}
 
+    def record_parts(self) -> dict[str, list[int]]:
+        """With ``record_split="records"``: the pool's record indices of ``train`` and ``val`` (computed once)."""
+        if self.record_split != "records":
+            raise ValueError("record_parts needs record_split='records'")
+        if self._record_parts is None:
+            pool = self.files["train"]
+            train, val = split_records(load_dialogues(pool), self.val_fraction, self.split_seed, what=str(pool))
+            self._record_parts = {"train": train, "val": val}
+        return self._record_parts
+
     def _make_dataset(self, split: str) -> DialogueDataset:
-        path = self.files.get(split)
+        path, subset = self.files.get(split), None
+        if self.record_split == "records" and (split in ("train", "val") or path is None):
+            path, subset = self.files["train"], self.record_parts()["train" if split == "train" else "val"]
         if path is None:
             raise ValueError(f"DialogueDataModule has no {split} file; set {split}_file")
         return DialogueDataset(path, self.num_frames, self.frame_size, self.video_backend, self.sample_fps,
-                               self.frame_stride, self.min_frames, self.max_frames)
+                               self.frame_stride, self.min_frames, self.max_frames, subset=subset)

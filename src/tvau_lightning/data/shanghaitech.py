@@ -41,6 +41,7 @@ import torch
 from tvau_lightning.data.clips import (
     DatasetFormatError,
     DatasetWarning,
+    ResizeOn,
     Sampling,
     VideoClipDataModule,
     VideoClipDataset,
@@ -206,8 +207,9 @@ class ShanghaiTechDataset(VideoClipDataset):
             videos without a track file) errors instead of warnings.
         decode_threads: decoder threads per training video (0 = automatic).
         video_backend: decoder of the training videos (``auto``: decord if installed, else PyAV).
-        clip_len, frame_stride, frame_size, sampling, clip_step, resize_mode, gt_boxes: see
-            :class:`~tvau_lightning.data.clips.VideoClipDataset`.
+        clip_len, frame_stride, frame_size, sampling, clip_step, resize_mode, gt_boxes, sample_fps: see
+            :class:`~tvau_lightning.data.clips.VideoClipDataset` (``sample_fps`` reads a training video's own rate
+            and ``fps`` for the testing frame folders).
     """
 
     def __init__(
@@ -227,9 +229,10 @@ class ShanghaiTechDataset(VideoClipDataset):
         video_backend: VideoBackend = "auto",
         gt_tracks_dir: str | os.PathLike[str] | None = None,
         strict: bool = False,
+        sample_fps: float | None = None,
     ) -> None:
         super().__init__(clip_len, frame_stride, frame_size, sampling, clip_step, resize_mode, gt_boxes,
-                         video_backend=video_backend)
+                         video_backend=video_backend, sample_fps=sample_fps)
         self.root = Path(root)
         self.gt_tracks_dir = None if gt_tracks_dir is None else Path(gt_tracks_dir)
         self.strict = strict
@@ -351,6 +354,13 @@ class ShanghaiTechDataset(VideoClipDataset):
     def num_frames(self, video_id: str) -> int:
         return self.videos[video_id].num_frames
 
+    def video_fps(self, video_id: str) -> float:
+        return self.videos[video_id].fps
+
+    def video_name(self, video_id: str) -> str:
+        video = self.videos[video_id]
+        return str(video.path) + (f" (frame folder, fps={video.fps:g})" if video.part == "testing" else "")
+
     def original_size(self, video_id: str) -> tuple[int, int]:
         return self.videos[video_id].size
 
@@ -426,9 +436,13 @@ class ShanghaiTechDataModule(VideoClipDataModule):
             split by video into train/val).
         clip_len: frames per clip.
         frame_stride: spacing of a clip's frames in the source video.
+        sample_fps: take frames at this many per second instead (per-video stride ``round(fps / sample_fps)``:
+            24 at 1 fps for the 24 fps campus videos; the testing frame folders run at ``fps``); exclusive with
+            ``frame_stride`` (leave it 1). Stage 2 reads it from the checkpoint to match its dialogue clips.
         frame_size: ``(H, W)`` frames and masks are resized to (476×868 in the author's prototype).
         batch_size: clips per batch.
-        num_workers: DataLoader worker processes.
+        num_workers: DataLoader worker processes (``None``: the usable cores, at most 8; 0 loads in the main
+            process).
         val_fraction: ``tvau``: fraction of the testing videos held out for validation.
         split_seed: ``tvau``: seed of the by-video split.
         tvau_test: ``tvau``: test on the ``held_out`` val videos (default, no overlap with training) or on
@@ -438,7 +452,11 @@ class ShanghaiTechDataModule(VideoClipDataModule):
         resize_mode: frame resampling filter (masks are always nearest).
         gt_boxes: attach each clip's RBDC/TBDC ground-truth boxes.
         decode_threads: decoder threads per training video (0 = automatic).
-        pin_memory: pin batches in page-locked memory.
+        pin_memory: pin batches in page-locked memory (``None``: when CUDA is available).
+        resize_on: where frames are resized to ``frame_size``: ``data`` (default: in the DataLoader workers),
+            ``device`` (on the model's device after the batch transfer; workers decode at the source size) or
+            ``auto`` (``device`` when CUDA is available). Masks are resized in the workers either way. See
+            :class:`~tvau_lightning.data.clips.VideoClipDataModule` for when ``device`` pays.
         video_backend: decoder of the training videos (``auto``: decord if installed, else PyAV).
         gt_tracks_dir: the folder of published RBDC/TBDC track files, one ``{video}.txt`` per testing video
             (``track_id,frame,x_min,y_min,x_max,y_max``); None derives tracks from the pixel masks, which is not
@@ -454,7 +472,7 @@ class ShanghaiTechDataModule(VideoClipDataModule):
         frame_stride: int = 1,
         frame_size: tuple[int, int] | None = (476, 868),
         batch_size: int = 1,
-        num_workers: int = 0,
+        num_workers: int | None = None,
         val_fraction: float = 0.2,
         split_seed: int = 0,
         tvau_test: Literal["held_out", "all"] = "held_out",
@@ -463,13 +481,15 @@ class ShanghaiTechDataModule(VideoClipDataModule):
         resize_mode: FrameResizeMode = "bilinear",
         gt_boxes: bool = True,
         decode_threads: int = 0,
-        pin_memory: bool = False,
+        pin_memory: bool | None = None,
         video_backend: VideoBackend = "auto",
         gt_tracks_dir: str | None = None,
         strict: bool = False,
+        sample_fps: float | None = None,
+        resize_on: ResizeOn = "data",
     ) -> None:
         super().__init__(batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory,
-                         video_backend=video_backend)
+                         video_backend=video_backend, resize_on=resize_on)
         self.save_hyperparameters()
         if gt_tracks_dir is not None and not Path(gt_tracks_dir).is_dir():
             raise FileNotFoundError(
@@ -478,7 +498,7 @@ class ShanghaiTechDataModule(VideoClipDataModule):
             )
         self.gt_tracks_dir = gt_tracks_dir
         self.strict = strict
-        check_clip_args(clip_len, frame_stride, frame_size, train_clip_step)
+        check_clip_args(clip_len, frame_stride, frame_size, train_clip_step, sample_fps)
         if protocol not in ("standard", "tvau"):
             raise ValueError(f"protocol must be 'standard' or 'tvau', got {protocol!r}")
         if tvau_test not in ("held_out", "all"):
@@ -489,6 +509,7 @@ class ShanghaiTechDataModule(VideoClipDataModule):
         self.protocol = protocol
         self.clip_len = clip_len
         self.frame_stride = frame_stride
+        self.sample_fps = sample_fps
         self.frame_size = None if frame_size is None else (int(frame_size[0]), int(frame_size[1]))
         self.val_fraction = val_fraction
         self.split_seed = split_seed
@@ -526,4 +547,5 @@ class ShanghaiTechDataModule(VideoClipDataModule):
             video_backend=self.video_backend,
             gt_tracks_dir=self.gt_tracks_dir if part == "testing" else None,
             strict=self.strict,
+            sample_fps=self.sample_fps,
         )

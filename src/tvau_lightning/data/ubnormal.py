@@ -48,6 +48,7 @@ from scipy import ndimage
 from tvau_lightning.data.clips import (
     DatasetFormatError,
     DatasetWarning,
+    ResizeOn,
     Sampling,
     VideoClipDataModule,
     VideoClipDataset,
@@ -92,6 +93,7 @@ class UBnormalVideo:
             decoded frame count and the png numbering's end.
         png_count: annotation pngs found; ``decoded_frames``: frames the video decodes to.
         missing_pngs: frames below ``num_frames`` without a png (a gap in the numbering); never evaluated.
+        fps: the video's frame rate (``sample_fps`` plans its clips from it).
         tracks: the ``_tracks.txt`` lines (frame labels and masks); empty for normal videos.
         region_tracks: the lines the RBDC/TBDC tracks come from (``_new_tracks.txt`` if present, else ``tracks``).
     """
@@ -108,6 +110,7 @@ class UBnormalVideo:
     png_count: int = 0
     decoded_frames: int = 0
     missing_pngs: tuple[int, ...] = ()
+    fps: float = 0.0
 
     def png_path(self, frame: int) -> Path:
         return self.annotation_dir / f"{self.video_id}_{frame:04d}_gt.png"
@@ -297,8 +300,8 @@ class UBnormalDataset(VideoClipDataset):
         strict: make every tolerated inconsistency of the archive (see the module docstring) an error.
         gt_box_convention: ``inclusive`` (default here: boxes end on the object's last pixel) or ``authors``
             (one past it, as the authors' track files; the DataModule's default).
-        clip_len, frame_stride, frame_size, sampling, clip_step, resize_mode, gt_boxes: see
-            :class:`~tvau_lightning.data.clips.VideoClipDataset`.
+        clip_len, frame_stride, frame_size, sampling, clip_step, resize_mode, gt_boxes, sample_fps: see
+            :class:`~tvau_lightning.data.clips.VideoClipDataset` (``sample_fps`` reads each video's own rate).
     """
 
     def __init__(
@@ -318,9 +321,10 @@ class UBnormalDataset(VideoClipDataset):
         video_backend: VideoBackend = "auto",
         strict: bool = False,
         gt_box_convention: BoxConvention = "inclusive",
+        sample_fps: float | None = None,
     ) -> None:
         super().__init__(clip_len, frame_stride, frame_size, sampling, clip_step, resize_mode, gt_boxes,
-                         video_backend=video_backend)
+                         video_backend=video_backend, sample_fps=sample_fps)
         if gt_box_convention not in ("authors", "inclusive"):
             raise ValueError(f"gt_box_convention must be 'authors' or 'inclusive', got {gt_box_convention!r}")
         self.root = Path(root)
@@ -407,7 +411,9 @@ class UBnormalDataset(VideoClipDataset):
             )
         numbers.sort()
         try:
-            decoded = open_video(video_path, self.video_backend, num_threads=1).num_frames
+            probe = open_video(video_path, self.video_backend, num_threads=1)
+            decoded, fps = probe.num_frames, float(probe.fps)
+            del probe
         except VideoReadError as error:
             raise VideoReadError(f"{error} (video {name!r}, listed in {listing} line {line})") from error
         num_frames = min(decoded, numbers[-1] + 1)
@@ -447,7 +453,7 @@ class UBnormalDataset(VideoClipDataset):
                             f"{name}: {path.name} line {track.line} starts at frame {track.start}, after the video's "
                             f"last evaluated frame {num_frames - 1} → ignored")
         video = UBnormalVideo(name, video_path, annotation_dir, num_frames, abnormal, tracks, tracks_path,
-                              region_tracks, region_path, len(numbers), decoded, missing)
+                              region_tracks, region_path, len(numbers), decoded, missing, fps)
         self._check_objects_present(video)
         return video
 
@@ -493,6 +499,12 @@ class UBnormalDataset(VideoClipDataset):
     def num_frames(self, video_id: str) -> int:
         return self.videos[video_id].num_frames
 
+    def video_fps(self, video_id: str) -> float:
+        return self.videos[video_id].fps
+
+    def video_name(self, video_id: str) -> str:
+        return str(self.videos[video_id].video_path)
+
     def total_frames(self) -> int:
         """Frames evaluated in the whole split (``N`` of the RBDC/TBDC false-positive rate)."""
         return sum(len(self.videos[v].evaluated_frames()) for v in self._video_ids)
@@ -522,12 +534,14 @@ class UBnormalDataset(VideoClipDataset):
             if not len(frames):
                 continue
             breaks = np.flatnonzero(np.diff(frames) != 1) + 1
+            stride = self.frame_stride_of(video_id)
             for run in np.split(frames, breaks):
                 if self.sampling == "train":
-                    plans = training_clips(len(run), self.clip_len, self.frame_stride, self.clip_step)
+                    plans = training_clips(len(run), self.clip_len, stride, self.clip_step)
                 else:
-                    plans = evaluation_clips(len(run), self.clip_len, self.frame_stride)
+                    plans = evaluation_clips(len(run), self.clip_len, stride)
                 self._clips.extend((video_id, plan + run[0]) for plan in plans)
+        self._warn_inexact_rates()
 
     def _compute_frame_labels(self, video_id: str) -> np.ndarray:
         return labels_from_tracks(self.tracks(video_id), self.num_frames(video_id))
@@ -628,10 +642,14 @@ class UBnormalDataModule(VideoClipDataModule):
             ``scripts`` folder).
         clip_len: frames per clip.
         frame_stride: spacing of a clip's frames in the source video.
+        sample_fps: take frames at this many per second of each video instead (per-video stride
+            ``round(fps / sample_fps)``, e.g. 30 at 1 fps for UBnormal's 30 fps videos); exclusive with
+            ``frame_stride`` (leave it 1). Stage 2 reads it from the checkpoint to match its dialogue clips.
         frame_size: ``(H, W)`` frames and masks are resized to (multiples of 28 suit Qwen2.5-VL); ``None``
             keeps the source size (batch_size 1 then, UBnormal's videos differ in size).
         batch_size: clips per batch.
-        num_workers: DataLoader worker processes.
+        num_workers: DataLoader worker processes (``None``: the usable cores, at most 8; 0 loads in the main
+            process).
         train_split: split-file name of the training videos (the benchmark's files say ``training``;
             ``train`` is accepted too).
         val_split: split-file name of the validation videos.
@@ -643,7 +661,11 @@ class UBnormalDataModule(VideoClipDataModule):
         gt_boxes: attach each clip's RBDC/TBDC ground-truth boxes.
         decode_threads: decoder threads per video (0 = automatic; 1 is best with several workers).
         video_backend: decoder of the videos (``auto``: decord if installed, else PyAV).
-        pin_memory: pin batches in page-locked memory (faster host→GPU copies).
+        pin_memory: pin batches in page-locked memory (faster host→GPU copies; ``None``: when CUDA is available).
+        resize_on: where frames are resized to ``frame_size``: ``data`` (default: in the DataLoader workers),
+            ``device`` (on the model's device after the batch transfer; workers decode at the source size) or
+            ``auto`` (``device`` when CUDA is available). Masks are resized in the workers either way. See
+            :class:`~tvau_lightning.data.clips.VideoClipDataModule` for when ``device`` pays.
         strict: make the archive's tolerated inconsistencies (png/frame count mismatches, contradicting ground
             truth, a BOM in a split file) errors instead of warnings.
         gt_box_convention: ``authors`` (default: RBDC/TBDC boxes exactly as the authors' track files, max corner
@@ -658,7 +680,7 @@ class UBnormalDataModule(VideoClipDataModule):
         frame_stride: int = 1,
         frame_size: tuple[int, int] | None = (448, 672),
         batch_size: int = 1,
-        num_workers: int = 0,
+        num_workers: int | None = None,
         train_split: str = "training",
         val_split: str = "validation",
         test_split: str = "test",
@@ -668,21 +690,24 @@ class UBnormalDataModule(VideoClipDataModule):
         resize_mode: FrameResizeMode = "bilinear",
         gt_boxes: bool = True,
         decode_threads: int = 0,
-        pin_memory: bool = False,
+        pin_memory: bool | None = None,
         video_backend: VideoBackend = "auto",
         strict: bool = False,
         gt_box_convention: BoxConvention = "authors",
+        sample_fps: float | None = None,
+        resize_on: ResizeOn = "data",
     ) -> None:
         super().__init__(batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory,
-                         video_backend=video_backend)
+                         video_backend=video_backend, resize_on=resize_on)
         self.save_hyperparameters()
-        check_clip_args(clip_len, frame_stride, frame_size, train_clip_step)
+        check_clip_args(clip_len, frame_stride, frame_size, train_clip_step, sample_fps)
         if gt_box_convention not in ("authors", "inclusive"):
             raise ValueError(f"gt_box_convention must be 'authors' or 'inclusive', got {gt_box_convention!r}")
         self.root = root
         self.split_dir = split_dir
         self.clip_len = clip_len
         self.frame_stride = frame_stride
+        self.sample_fps = sample_fps
         self.frame_size = None if frame_size is None else (int(frame_size[0]), int(frame_size[1]))
         self.split_names = {"train": train_split, "val": val_split, "test": test_split}
         self.include_normal = include_normal
@@ -712,4 +737,5 @@ class UBnormalDataModule(VideoClipDataModule):
             video_backend=self.video_backend,
             strict=self.strict,
             gt_box_convention=self.gt_box_convention,
+            sample_fps=self.sample_fps,
         )

@@ -129,9 +129,12 @@ class UCFCrimeDataModule(WeaklyLabelledDataModule):
         range_convention: how the annotation's frame ranges are written (default: the authors' 1-based inclusive).
         clip_len: frames per clip.
         frame_stride: spacing of a clip's frames in the source video.
+        sample_fps: take frames at this many per second of each video instead (per-video stride
+            ``round(fps / sample_fps)``); exclusive with ``frame_stride`` (leave it 1).
         frame_size: ``(H, W)`` frames are resized to; ``None`` keeps the source size (batch_size 1 then).
         batch_size: clips per batch.
-        num_workers: DataLoader worker processes.
+        num_workers: DataLoader worker processes (``None``: the usable cores, at most 8; 0: the main
+            process).
         train_list: file name of the training list in ``split_dir``.
         test_list: file name of the test list in ``split_dir``.
         include_normal: train on the normal videos too (the weakly supervised protocol needs them).
@@ -139,7 +142,7 @@ class UCFCrimeDataModule(WeaklyLabelledDataModule):
         train_clip_step: frames between training window starts (default half a window).
         resize_mode: frame resampling filter.
         decode_threads: decoder threads per video (0 = automatic; 1 is best with several workers).
-        pin_memory: pin batches in page-locked memory.
+        pin_memory: pin batches in page-locked memory (``None``: when CUDA is available).
         video_backend: decoder of the videos (``auto``: decord if installed, else PyAV).
     """
 
@@ -153,7 +156,7 @@ class UCFCrimeDataModule(WeaklyLabelledDataModule):
         frame_stride: int = 1,
         frame_size: tuple[int, int] | None = (448, 672),
         batch_size: int = 1,
-        num_workers: int = 0,
+        num_workers: int | None = None,
         train_list: str = SPLIT_LISTS["train"],
         test_list: str = SPLIT_LISTS["test"],
         include_normal: bool = True,
@@ -161,13 +164,15 @@ class UCFCrimeDataModule(WeaklyLabelledDataModule):
         train_clip_step: int | None = None,
         resize_mode: FrameResizeMode = "bilinear",
         decode_threads: int = 0,
-        pin_memory: bool = False,
+        pin_memory: bool | None = None,
         video_backend: VideoBackend = "auto",
+        sample_fps: float | None = None,
     ) -> None:
         super().__init__(batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory,
                          video_backend=video_backend)
         self.save_hyperparameters()
-        check_clip_args(clip_len, frame_stride, frame_size, train_clip_step)
+        check_clip_args(clip_len, frame_stride, frame_size, train_clip_step, sample_fps)
+        self.sample_fps = sample_fps
         self.range_convention = check_range_convention(range_convention)
         self.root = root
         self.split_dir = root if split_dir is None else split_dir

@@ -80,8 +80,9 @@ class WeaklyLabelledDataset(VideoClipDataset):
             ``frame_categories`` come from them; otherwise abnormal videos' frame labels are -1 (unknown).
         range_convention: how the ranges are written (:mod:`tvau_lightning.data.temporal_annotations`).
         decode_threads: decoder threads per video (0 = automatic).
-        clip_len, frame_stride, frame_size, sampling, clip_step, resize_mode, video_backend: see
-            :class:`~tvau_lightning.data.clips.VideoClipDataset`.
+        clip_len, frame_stride, frame_size, sampling, clip_step, resize_mode, video_backend, sample_fps: see
+            :class:`~tvau_lightning.data.clips.VideoClipDataset` (``sample_fps`` opens each video once to read
+            its rate).
     """
 
     def __init__(
@@ -98,9 +99,10 @@ class WeaklyLabelledDataset(VideoClipDataset):
         resize_mode: FrameResizeMode = "bilinear",
         decode_threads: int = 0,
         video_backend: VideoBackend = "auto",
+        sample_fps: float | None = None,
     ) -> None:
         super().__init__(clip_len, frame_stride, frame_size, sampling, clip_step, resize_mode, gt_boxes=False,
-                         video_backend=video_backend)
+                         video_backend=video_backend, sample_fps=sample_fps)
         self.categories = tuple(categories)
         self.temporal_ground_truth = temporal_ground_truth
         self.range_convention = range_convention
@@ -120,6 +122,9 @@ class WeaklyLabelledDataset(VideoClipDataset):
 
     def original_size(self, video_id: str) -> tuple[int, int]:
         return self.videos[video_id].size
+
+    def video_name(self, video_id: str) -> str:
+        return str(self.videos[video_id].path)
 
     def video_labels(self, video_id: str) -> np.ndarray:
         """``(K,)`` bool multi-hot categories of the video (index 0 = normal)."""
@@ -198,4 +203,5 @@ class WeaklyLabelledDataModule(VideoClipDataModule):
             resize_mode=self.resize_mode,
             decode_threads=self.decode_threads,
             video_backend=self.video_backend,
+            sample_fps=getattr(self, "sample_fps", None),
         )

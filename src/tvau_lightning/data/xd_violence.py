@@ -109,15 +109,18 @@ class XDViolenceDataModule(WeaklyLabelledDataModule):
         range_convention: how the annotation's frame ranges are written (default: the authors' ``gt[s:e]``).
         clip_len: frames per clip.
         frame_stride: spacing of a clip's frames in the source video.
+        sample_fps: take frames at this many per second of each video instead (per-video stride
+            ``round(fps / sample_fps)``); exclusive with ``frame_stride`` (leave it 1).
         frame_size: ``(H, W)`` frames are resized to; ``None`` keeps the source size (batch_size 1 then).
         batch_size: clips per batch.
-        num_workers: DataLoader worker processes.
+        num_workers: DataLoader worker processes (``None``: the usable cores, at most 8; 0: the main
+            process).
         include_normal: train on the normal (``label_A``) videos too.
         include_normal_eval: evaluate on the normal test videos too (frame AP does; mAP@tIoU uses abnormal ones).
         train_clip_step: frames between training window starts (default half a window).
         resize_mode: frame resampling filter.
         decode_threads: decoder threads per video (0 = automatic; 1 is best with several workers).
-        pin_memory: pin batches in page-locked memory.
+        pin_memory: pin batches in page-locked memory (``None``: when CUDA is available).
         video_backend: decoder of the videos (``auto``: decord if installed, else PyAV).
     """
 
@@ -132,19 +135,21 @@ class XDViolenceDataModule(WeaklyLabelledDataModule):
         frame_stride: int = 1,
         frame_size: tuple[int, int] | None = (448, 672),
         batch_size: int = 1,
-        num_workers: int = 0,
+        num_workers: int | None = None,
         include_normal: bool = True,
         include_normal_eval: bool = True,
         train_clip_step: int | None = None,
         resize_mode: FrameResizeMode = "bilinear",
         decode_threads: int = 0,
-        pin_memory: bool = False,
+        pin_memory: bool | None = None,
         video_backend: VideoBackend = "auto",
+        sample_fps: float | None = None,
     ) -> None:
         super().__init__(batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory,
                          video_backend=video_backend)
         self.save_hyperparameters()
-        check_clip_args(clip_len, frame_stride, frame_size, train_clip_step)
+        check_clip_args(clip_len, frame_stride, frame_size, train_clip_step, sample_fps)
+        self.sample_fps = sample_fps
         self.range_convention = check_range_convention(range_convention)
         self.root = root
         self.dirs = {"train": train_dir, "test": test_dir}
