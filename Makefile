@@ -84,11 +84,13 @@ demo: $(STAMP)  ## synthetic UBnormal → tiny backbone → fit AHD → test →
 	@echo "Demo done: checkpoints and TensorBoard logs in $(DEMO_DIR)/runs/ahd (tensorboard --logdir $(DEMO_DIR)/runs/ahd), evaluation artifacts in $(DEMO_DIR)/runs/ahd/tensorboard/version_*/eval"
 	@echo "Report of one analyzed test video: $(DEMO_DIR)/analyze/report.html  (xdg-open $(DEMO_DIR)/analyze/report.html)"
 
+# demo-dialogue: the synthetic demo videos last a few seconds, too short for the paper's records (8-40 frames at
+# 1 fps, the builder's default), so the demo builds dense records explicitly: every frame, windows of 16 frames
 demo-dialogue: $(STAMP)  ## stage 2 on the demo (after make demo): dialogue data → RAE phase A → merge → phase B → test
 	rm -rf $(DEMO_DIR)/runs/rae_phase_a $(DEMO_DIR)/runs/rae_phase_b
 	for split in training validation test; do \
 	  $(BIN)/tvau build-dataset --source ubnormal --root $(DEMO_DIR)/data/ubnormal --split-dir $(DEMO_DIR)/data/ubnormal/scripts \
-	    --split $$split --annotator ground-truth --window 16 --window-stride 8 --restart --no-progress \
+	    --split $$split --annotator ground-truth --dense-records --window 16 --window-stride 8 --restart --no-progress \
 	    --out $(DEMO_DIR)/dialogues/$$split > /dev/null || exit 1; \
 	done
 	$(BIN)/tvau fit --config configs/demo/rae_phase_a_tiny.yaml

@@ -7,6 +7,23 @@ from pathlib import Path
 
 import pytest
 
+
+@pytest.fixture(autouse=True)
+def _open_logging_streams():
+    """Libraries (Lightning) give their loggers a StreamHandler on the ``sys.stderr`` of the moment they are first
+    imported; when that was inside a test that captured stderr (``capsys``), the stream is closed afterwards and
+    every later log line becomes a "--- Logging error ---" traceback in another test's output. Rebind such
+    handlers to the current stderr before each test."""
+    import logging
+    import sys
+
+    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+        for handler in getattr(logger, "handlers", ()):
+            stream = getattr(handler, "stream", None)
+            if isinstance(handler, logging.StreamHandler) and getattr(stream, "closed", False):
+                handler.stream = sys.stderr  # not setStream(): it flushes the closed stream first
+    yield
+
 # --------------------------------------------------------------------------------------------- synthetic video data
 # Small datasets in UBnormal's and ShanghaiTech's native layouts (tvau_lightning.data.synthetic), written once
 # per session into a temporary folder; each fixture returns a SyntheticDataset (root, split_dir, exact ground
@@ -121,7 +138,7 @@ def fitted_rae(tmp_path_factory, fitted_ahd):
     for split in ("training", "validation"):
         code = build_dataset_main(["--source", "ubnormal", "--root", str(data.root), "--split-dir", str(data.split_dir),
                                    "--split", split, "--annotator", "ground-truth", "--out", str(out / split),
-                                   "--no-progress"])
+                                   "--dense-records", "--no-progress"])  # ~1 s videos: every frame
         assert code == 0
     num_frames, frame_size = 4, [64, 96]
     config = {

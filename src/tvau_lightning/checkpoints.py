@@ -98,8 +98,14 @@ def read_export(folder: str | os.PathLike[str]) -> dict[str, Any]:
     stage1 = hparams.get("ahd_checkpoint")
     if stage1 and not Path(stage1).is_absolute() and (folder / stage1).is_dir():
         hparams["ahd_checkpoint"] = str(folder / stage1)
-    return {"state_dict": state, "hyper_parameters": hparams,
-            "datamodule_hyper_parameters": dict(config.get("datamodule_hyper_parameters") or {}),
+    datamodule = dict(config.get("datamodule_hyper_parameters") or {})
+    sampling = config.get("sampling")
+    if isinstance(sampling, Mapping):  # a hand-written config.json may carry only its "sampling" block
+        for key, value in sampling.items():
+            name = "num_frames" if key == "clip_len" and config.get("task") == "RAETask" else str(key)
+            if value is not None:
+                datamodule.setdefault(name, value)
+    return {"state_dict": state, "hyper_parameters": hparams, "datamodule_hyper_parameters": datamodule,
             IDENTITY_KEY: config.get(IDENTITY_KEY)}
 
 

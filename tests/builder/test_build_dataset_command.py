@@ -47,7 +47,7 @@ def test_command_line(tmp_path, synthetic_shanghaitech, capsys):
     data = synthetic_shanghaitech
     config = tmp_path / "builder.yaml"
     config.write_text("source: shanghaitech\nprotocol: tvau\nsplit: val\nannotator: ground-truth\n"
-                      "no_progress: true\nsettings:\n  sample_fps: 4.0\n  geometry:\n    slow_below: 0.04\n")
+                      "no_progress: true\ndense_records: true\nsettings:\n  sample_fps: 4.0\n  geometry:\n    slow_below: 0.04\n")
     code = main(["build-dataset", "--config", str(config), "--root", str(data.root), "--out", str(tmp_path / "st"),
                  "--max-videos", "1", "--verify", "none"])
     assert code == 0
@@ -56,7 +56,7 @@ def test_command_line(tmp_path, synthetic_shanghaitech, capsys):
     settings = json.loads((tmp_path / "st" / "work" / "settings.json").read_text())["settings"]
     assert main(["build-dataset", "--source", "shanghaitech", "--root", str(data.root), "--protocol", "standard",
                  "--split", "test", "--annotator", "ground-truth", "--out", str(tmp_path / "std"), "--max-videos", "2",
-                 "--no-progress"]) == 0
+                 "--no-progress", "--dense-records"]) == 0  # 2 s videos: every frame
     standard = json.loads((tmp_path / "std" / "summary.json").read_text())
     assert standard["videos"] == 2 and standard["records"]["phase_b"] >= 1 and not standard["failed_videos"]
     capsys.readouterr()

@@ -20,6 +20,7 @@ from tvau_lightning.builder.geometry import (
     trajectory_facts,
 )
 from tvau_lightning.builder.pipeline import (
+    DENSE_RECORDS,
     BuildError,
     BuilderSettings,
     DatasetBuilder,
@@ -62,7 +63,8 @@ def ground_truth(**kwargs):
 
 
 def build(tmp_path, annotator, videos, name="out", **settings):
-    settings = {"sample_fps": 2.0, "retry": RetryPolicy(2, 0.0)} | settings
+    # the hand-made videos last 3 s: dense records (every frame), not the paper's default 8-40 frames at 1 fps
+    settings = {"sample_fps": 2.0, "retry": RetryPolicy(2, 0.0), **DENSE_RECORDS} | settings
     builder = DatasetBuilder(annotator, tmp_path / name, BuilderSettings(**settings), progress=False,
                              sleep=lambda s: None)
     return builder, builder.run(videos)
@@ -240,8 +242,8 @@ def test_changed_settings_need_restart(tmp_path):
     build(tmp_path, ground_truth(), [abnormal])
     with pytest.raises(BuildError, match="--restart"):
         build(tmp_path, ground_truth(), [abnormal], sample_fps=5.0)
-    builder = DatasetBuilder(ground_truth(), tmp_path / "out", BuilderSettings(sample_fps=5.0), restart=True,
-                             progress=False)
+    builder = DatasetBuilder(ground_truth(), tmp_path / "out", BuilderSettings(sample_fps=5.0, **DENSE_RECORDS),
+                             restart=True, progress=False)
     summary = builder.run([abnormal])
     assert summary.done == 1 and summary.skipped == 0
     assert summary.queries_by_task["frame_objects"]["asked"] > 7 + 4  # 2 frames per step at 5 fps

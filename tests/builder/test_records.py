@@ -1,7 +1,10 @@
 """Records the model can observe (issue 13 item 2): the builder cuts videos into records of sampled frames, and
 every time an answer cites is a frame of the record (its own 0-based sampled index) where the described thing
-is visible — checked against the synthetic ground truth, not against the builder's own geometry."""
+is visible — checked against the synthetic ground truth, not against the builder's own geometry. The records
+are the paper's (8-40 frames at 1 fps) by default; a video too short for any record is named, not skipped
+silently."""
 
+import json
 import math
 import re
 
@@ -10,9 +13,16 @@ import pytest
 
 from tvau_lightning.builder.annotators import GroundTruthResponder, RetryPolicy, ScriptedAnnotator
 from tvau_lightning.builder.geometry import DIRECTION_PHRASES
-from tvau_lightning.builder.pipeline import BuilderSettings, DatasetBuilder, record_frames
-from tvau_lightning.builder.sources import ubnormal_videos
-from tvau_lightning.commands.build_dataset import build_parser, merge_config
+from tvau_lightning.builder.pipeline import (
+    PAPER_RECORDS,
+    BuilderSettings,
+    DatasetBuilder,
+    NoRecordsError,
+    no_record_reason,
+    record_frames,
+)
+from tvau_lightning.builder.sources import folder_videos, ubnormal_videos
+from tvau_lightning.commands.build_dataset import build_dataset_main, build_parser, merge_config
 from tvau_lightning.data.dialogue_schema import load_dialogues
 
 FPS = 4.0  # source rate of the synthetic videos: 1 fps = every 4th frame
@@ -32,8 +42,8 @@ def long_ubnormal(tmp_path_factory):
 
 
 def _build(tmp_path, data, name, **settings):
-    settings = {"sample_fps": 1.0, "retry": RetryPolicy(2, 0.0), "record_fps": 1.0, "min_frames": 8,
-                "max_frames": 40} | settings
+    # no record setting: the default path, which must be the paper's records (8-40 frames at 1 fps)
+    settings = {"sample_fps": 1.0, "retry": RetryPolicy(2, 0.0)} | settings
     builder = DatasetBuilder(ScriptedAnnotator(GroundTruthResponder("person", "intruder")), tmp_path / name,
                              BuilderSettings(**settings), progress=False, sleep=lambda s: None)
     summary = builder.run(ubnormal_videos(data.root, data.split_dir, "test"))
@@ -156,9 +166,88 @@ def test_seconds_and_the_datamodule_feeds_exactly_the_record(tmp_path, long_ubno
         DialogueDataset(path, num_frames=4, frame_size=(32, 48), sample_fps=2.0)[0]
 
 
-def test_paper_records_option():
+def _records_of(argv, tmp_path=None, yaml_text=None):
     parser = build_parser()
-    _, settings = merge_config(parser.parse_args(["--paper-records", "--max-frames", "32"]), parser)
-    assert (settings["record_fps"], settings["min_frames"], settings["max_frames"]) == (1.0, 8, 32)
+    if yaml_text is not None:
+        config = tmp_path / "c.yaml"
+        config.write_text(yaml_text)
+        argv = ["--config", str(config), *argv]
+    _, values = merge_config(parser.parse_args(argv), parser)
+    settings = BuilderSettings(**values)
+    return settings.record_fps, settings.min_frames, settings.max_frames
+
+
+def test_record_presets_paper_by_default_dense_on_request(tmp_path, capsys):
+    assert PAPER_RECORDS == {"record_fps": 1.0, "min_frames": 8, "max_frames": 40}  # paper §3.3
+    assert _records_of([]) == (1.0, 8, 40)
+    assert _records_of(["--paper-records"]) == (1.0, 8, 40)  # older commands keep working
+    assert _records_of(["--paper-records", "--max-frames", "32"]) == (1.0, 8, 32)
+    assert _records_of(["--dense-records"]) == (None, 1, None)
+    assert _records_of(["--dense-records", "--max-frames", "16"]) == (None, 1, 16)  # explicit values win
+    assert _records_of(["--record-fps", "2"]) == (2.0, 8, 40)
+    # YAML: the preset as a key, the settings mapping still wins
+    assert _records_of([], tmp_path, "dense_records: true\nsettings:\n  record_fps: 2.0\n") == (2.0, 1, None)
+    assert _records_of([], tmp_path, "paper_records: true\n") == (1.0, 8, 40)
+    with pytest.raises(SystemExit):
+        _records_of(["--paper-records", "--dense-records"])
+    assert "exclude each other" in capsys.readouterr().err
     with pytest.raises(ValueError, match="min_frames <= max_frames"):
         BuilderSettings(min_frames=8, max_frames=4)
+
+
+def test_no_record_reason_names_the_duration_and_a_fix_that_works():
+    settings = BuilderSettings()
+    assert no_record_reason(180, FPS, settings) is None  # 45 s
+    assert no_record_reason(32, FPS, settings) is None  # 8 s: exactly 8 frames at 1 fps
+    reason = no_record_reason(20, FPS, settings)  # 5 s: frames 0, 4, 8, 12, 16
+    assert reason.startswith("5.0 s (20 frames at 4 fps) gives no record: at record_fps 1 it gives at most 5 ")
+    assert "--dense-records" in reason and reason.endswith("--min-frames 5")
+    assert record_frames(20, FPS, 1.0, min_frames=5, max_frames=40)[0]  # the fix it names gives a record
+    windowed = BuilderSettings(window=24)
+    assert "its windows of 24 frames give at most 6 sampled frame(s)" in no_record_reason(180, FPS, windowed)
+    assert no_record_reason(20, FPS, BuilderSettings(record_fps=None, min_frames=1, max_frames=None)) is None
+
+
+def _frame_folders(root, lengths):
+    """Normal frame-folder videos (``name → frame count``), 4 fps when read with ``--fps 4``."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name, count in lengths.items():
+        folder = root / "videos" / name
+        folder.mkdir(parents=True)
+        for t in range(count):
+            Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(folder / f"{t:03d}.png")
+    (root / "labels.json").write_text(json.dumps({name: 0 for name in lengths}))
+    return root
+
+
+def _command(root, out, *extra):
+    return build_dataset_main(["--source", "folder", "--root", str(root), "--fps", "4", "--annotator", "ground-truth",
+                               "--verify", "none", "--sample-fps", "1", "--no-progress", "--out", str(out), *extra])
+
+
+def test_short_videos_are_named_and_only_short_videos_stop_the_command(tmp_path, capsys):
+    mixed = _frame_folders(tmp_path / "mixed", {"long": 44, "short": 12})  # 11 s and 3 s at 4 fps
+    assert _command(mixed, tmp_path / "out") == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"tvau build-dataset: warning: custom/short: {no_record_reason(12, FPS, BuilderSettings())}"]
+    assert "3.0 s (12 frames at 4 fps)" in err[0] and "--dense-records" in err[0]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert [v["video_id"] for v in summary["no_record_videos"]] == ["short"] and summary["done"] == 2
+    records = load_dialogues(tmp_path / "out" / "phase_b.jsonl")
+    assert [r.video_id for r in records] == ["long"] and len(records[0].frame_index) == 11  # 0, 4, …, 40
+
+    short = _frame_folders(tmp_path / "short", {"a": 12, "b": 20})
+    assert _command(short, tmp_path / "none") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[:2] == [f"tvau build-dataset: error: custom/{v}: {no_record_reason(n, FPS, BuilderSettings())}"
+                       for v, n in (("a", 12), ("b", 20))]
+    assert err[2].startswith("tvau build-dataset stopped: none of the 2 video(s) gives a record") and len(err) == 3
+    assert not (tmp_path / "none").exists()  # stopped before asking or writing anything
+    with pytest.raises(NoRecordsError):
+        DatasetBuilder(ScriptedAnnotator(GroundTruthResponder()), tmp_path / "lib", BuilderSettings(),
+                       progress=False).run(folder_videos(short, fps=FPS))
+    # the fix the message names
+    assert _command(short, tmp_path / "dense", "--dense-records") == 0
+    assert len(load_dialogues(tmp_path / "dense" / "phase_b.jsonl")) == 2

@@ -28,6 +28,7 @@ def test_stage1_export_round_trips(fitted_ahd, tmp_path, capsys):
     config = json.loads((out / "config.json").read_text())
     assert config["task"] == "AHDTask" and config["tvau_backbone"]["family"] == "qwen2_5_vl"
     assert config["sampling"]["frame_size"] == [64, 96] and config["sampling"]["clip_len"] == 8
+    assert config["sampling"]["sample_fps"] is None and config["sampling"]["frame_stride"] == 1  # every frame
     assert config["layers"] and config["prototype_mode"] == "input_embeddings"
     assert (out / "model.safetensors").is_file()
 

@@ -84,7 +84,8 @@ def run(root, out, url, *extra):
     return build_dataset_main(["--source", "folder", "--root", str(root), "--fps", "4", "--annotator", "openai",
                                "--base-url", url, "--model", "served-model", "--api-key-env", "TVAU_TEST_KEY",
                                "--sample-fps", "2", "--max-frames-per-video", "2", "--verify", "none",
-                               "--attempts", "2", "--backoff", "0", "--no-progress", "--out", str(out), *extra])
+                               "--attempts", "2", "--backoff", "0", "--no-progress", "--dense-records", "--out", str(out),
+                               *extra])
 
 
 def done_videos(out):

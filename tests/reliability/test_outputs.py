@@ -183,7 +183,7 @@ def folder_dataset(root):
 
 def build(root, out):
     return build_dataset_main(["--source", "folder", "--root", str(root), "--annotator", "ground-truth",
-                               "--verify", "none", "--no-progress", "--out", str(out)])
+                               "--verify", "none", "--no-progress", "--dense-records", "--out", str(out)])
 
 
 def test_build_dataset_refuses_a_folder_holding_its_videos_or_someone_elses(tmp_path, capsys):
@@ -232,7 +232,8 @@ def test_build_dataset_sigterm_leaves_no_temporary_file(tmp_path):
         sys.exit(build_dataset_main(sys.argv[1:]))
     """)
     process = subprocess.Popen([sys.executable, "-c", script, "--source", "folder", "--root", str(root),
-                                "--annotator", "ground-truth", "--verify", "none", "--no-progress", "--out", str(out)],
+                                "--annotator", "ground-truth", "--verify", "none", "--no-progress", "--dense-records",
+                                "--out", str(out)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert process.stdout.readline().strip() == "processing"

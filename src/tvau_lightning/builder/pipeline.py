@@ -19,7 +19,11 @@ Per video (:meth:`DatasetBuilder.process_video`):
 4. **Rendering** (:mod:`.render`): one dialogue per record. A record is a run of frames sampled at
    ``record_fps`` (:func:`record_frames`): the video (or each ``window`` of source frames) is sampled, cut
    into the fewest records of at most ``max_frames`` sampled frames (equal lengths, ±1), and a record with
-   fewer than ``min_frames`` is dropped (counted as ``too_few_frames``). Every time in an answer is in the
+   fewer than ``min_frames`` is dropped (counted as ``too_few_frames``). The default is the paper's records
+   (:data:`PAPER_RECORDS`: 1 fps, 8–40 frames); :data:`DENSE_RECORDS` is every frame in records of any length.
+   A video that gives no record at all (shorter than ``min_frames`` seconds at 1 fps) is named in
+   ``BuildSummary.no_record_videos`` (:func:`no_record_reason`); when no video gives one, :meth:`DatasetBuilder.run`
+   raises :class:`NoRecordsError` before asking anything. Every time in an answer is in the
    record's own sampled-frame index (0 = its first sampled frame) or, with ``time_reference: seconds``, in
    seconds from its start; the record carries its sampled source frames (``frame_index``) and rate
    (``sample_fps``) so that the dialogue DataModule feeds exactly those frames.
@@ -122,8 +126,27 @@ RENDER_ONLY_SETTINGS = ("window", "window_stride", "max_targets", "record_fps", 
                         "time_reference")
 
 
+#: the paper's stage-2 records (§3.3: clips of 8–40 frames at 1 fps), the :class:`BuilderSettings` default
+PAPER_RECORDS: dict[str, Any] = {"record_fps": 1.0, "min_frames": 8, "max_frames": 40}
+#: every source frame, records of any length (``--dense-records``; what the builder did before the paper's default)
+DENSE_RECORDS: dict[str, Any] = {"record_fps": None, "min_frames": 1, "max_frames": None}
+
+
 class BuildError(RuntimeError):
     """The build cannot go on (inconsistent work folder, too many consecutive annotator failures)."""
+
+
+class NoRecordsError(BuildError):
+    """No video gives a record under the record settings (every one is too short); nothing was asked.
+
+    Attributes:
+        reasons: one line per video (:func:`no_record_reason`).
+    """
+
+    def __init__(self, reasons: list[str]) -> None:
+        super().__init__(f"none of the {len(reasons)} video(s) gives a record with these settings; first: "
+                         f"{reasons[0]}")
+        self.reasons = reasons
 
 
 #: ``QueryOutcome.error_kind`` values of a question the annotator never answered (the video fails)
@@ -161,10 +184,12 @@ class BuilderSettings:
         direction_tolerance: 45° steps allowed between the annotator's and the geometry's direction.
         max_targets: most targets in one phase A narrative (the most prominent).
         window, window_stride: spans of source frames cut before sampling (``None`` = the whole video).
-        record_fps: frames per second of the source a record shows (``None`` = every frame); the paper's is 1.
+        record_fps: frames per second of the source a record shows (``None`` = every frame); default 1, the
+            paper's.
         min_frames, max_frames: sampled frames per record: a span is cut into the fewest records of at most
             ``max_frames`` (``None`` = no cap), of equal lengths ±1; one with fewer than ``min_frames`` is
-            dropped. The paper's records hold 8–40 frames.
+            dropped. Default 8–40, the paper's; :data:`DENSE_RECORDS` (``record_fps=None, min_frames=1,
+            max_frames=None``) is every frame in records of any length.
         time_reference: ``frames`` (the record's sampled-frame index, 0-based) or ``seconds`` (from the
             record's first frame) in trajectory and temporal-anchor answers.
         association, geometry: thresholds of the timeline association and of the geometry text.
@@ -191,9 +216,9 @@ class BuilderSettings:
     max_targets: int = 5
     window: int | None = None
     window_stride: int | None = None
-    record_fps: float | None = None
-    min_frames: int = 1
-    max_frames: int | None = None
+    record_fps: float | None = PAPER_RECORDS["record_fps"]
+    min_frames: int = PAPER_RECORDS["min_frames"]
+    max_frames: int | None = PAPER_RECORDS["max_frames"]
     time_reference: Literal["frames", "seconds"] = "frames"
     association: AssociationSettings = field(default_factory=AssociationSettings)
     geometry: GeometrySettings = field(default_factory=GeometrySettings)
@@ -295,6 +320,26 @@ def record_frames(num_frames: int, fps: float, record_fps: float | None, window:
     return out, dropped
 
 
+def no_record_reason(num_frames: int, fps: float, settings: BuilderSettings) -> str | None:
+    """Why a video of ``num_frames`` frames at ``fps`` gives no record under ``settings`` (one sentence with its
+    duration and the fix), or ``None`` when it gives at least one."""
+    s = settings
+    if num_frames < 1:
+        return None
+    records, _ = record_frames(num_frames, fps, s.record_fps, s.window, s.window_stride, s.min_frames, s.max_frames)
+    if records:
+        return None
+    spans, _ = record_frames(num_frames, fps, s.record_fps, s.window, s.window_stride, 1, s.max_frames)
+    longest = max((len(r) for r in spans), default=0)
+    rate = "every frame" if s.record_fps is None else f"record_fps {s.record_fps:g}"
+    where = (f"its windows of {s.window} frames give" if s.window is not None and num_frames > s.window
+             else "it gives")
+    bounds = f"{s.min_frames}" + ("" if s.max_frames is None else f"–{s.max_frames}")
+    return (f"{num_frames / fps:.1f} s ({num_frames} frames at {fps:g} fps) gives no record: at {rate} {where} at "
+            f"most {longest} sampled frame(s) per record, and a record needs {bounds}; pass --dense-records (every "
+            f"frame, records of any length) or --min-frames {max(1, longest)}")
+
+
 def _record_track(target: _Target, index: np.ndarray, tolerance: float) -> tuple[list[int], list[list[float]]]:
     """A target's track on a record's sampled frames ``index``: positions ``k`` (the record's frame numbers)
     and boxes. An exact (dataset) track contributes its box at each sampled frame it covers; an annotator's
@@ -392,6 +437,8 @@ class BuildSummary:
 
     ``videos`` = ``done`` (finished by this run) + ``skipped`` (finished by an earlier run, not asked again)
     + ``failed`` (one entry each in ``failed_videos``, with the first error; not in the JSONL files).
+    ``no_record_videos``: the done or skipped videos too short for any record (``dataset``, ``video_id``,
+    ``reason`` from :func:`no_record_reason`).
     """
 
     videos: int = 0
@@ -404,6 +451,7 @@ class BuildSummary:
     queries_by_task: dict[str, dict[str, int]] = field(default_factory=dict)
     records: dict[str, int] = field(default_factory=dict)
     dropped_records: dict[str, dict[str, int]] = field(default_factory=dict)
+    no_record_videos: list[dict[str, str]] = field(default_factory=list)
     targets: dict[str, dict[str, int]] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
     annotator: dict[str, Any] = field(default_factory=dict)
@@ -817,6 +865,8 @@ class DatasetBuilder:
         Raises:
             OutputFolderError: ``out_dir`` (or ``work_dir``) is a non-empty folder the tool did not create, or
                 holds one of the videos.
+            NoRecordsError: no video gives a record under the record settings (checked first: nothing is asked
+                nor written).
         """
         started = time.monotonic()
         videos = list(videos)[:max_videos] if max_videos is not None else list(videos)
@@ -824,6 +874,9 @@ class DatasetBuilder:
         if len(set(ids)) != len(ids):
             duplicates = sorted({f"{d}/{v}" for d, v in ids if ids.count((d, v)) > 1})
             raise BuildError(f"video ids must be unique per dataset; repeated: {duplicates[:5]}")
+        reasons = [no_record_reason(int(v.num_frames), float(v.fps), self.settings) for v in videos]
+        if videos and all(reasons):
+            raise NoRecordsError([f"{v.dataset}/{v.video_id}: {r}" for v, r in zip(videos, reasons)])
         inputs = [v.path for v in videos if getattr(v, "path", None) is not None]
         for folder in dict.fromkeys([self.out_dir, self.work_dir]):
             _adopt_earlier_output(folder)
@@ -899,7 +952,12 @@ class DatasetBuilder:
         failures: list[str] = []
         by_task: dict[str, Counter[str]] = {}
         targets: dict[str, Counter[str]] = {"object": Counter(), "anomaly": Counter()}
+        summary.no_record_videos = []
         for work in works:
+            reason = no_record_reason(int(work["num_frames"]), float(work["fps"]), self.settings)
+            if reason is not None:
+                summary.no_record_videos.append({"dataset": work["dataset"], "video_id": work["video_id"],
+                                                 "reason": reason})
             a, b = self.render(work, dropped)
             records_a += a
             records_b += b

@@ -15,7 +15,14 @@ from pathlib import Path
 
 from tvau_lightning.atomic import atomic_directory, check_output_dir, write_text_atomic
 from tvau_lightning.checkpoints import CheckpointError
-from tvau_lightning.commands.options import add_model_options, positive_int, unit_interval
+from tvau_lightning.commands.errors import command_error
+from tvau_lightning.commands.options import (
+    add_dialogue_sampling_options,
+    add_model_options,
+    dialogue_overrides,
+    positive_int,
+    unit_interval,
+)
 from tvau_lightning.commands.progress import progress_bar
 from tvau_lightning.data.labels import find_frame_labels, read_frame_labels
 from tvau_lightning.data.video import VideoReadError, open_video
@@ -46,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true",
                         help="no progress bar (--quiet is the old spelling)")
     add_model_options(parser)
+    add_dialogue_sampling_options(parser)
     return parser
 
 
@@ -69,9 +77,14 @@ def run_analyze(args: argparse.Namespace) -> Path:
     else:
         found = find_frame_labels(args.video, source.num_frames)
         labels, labels_from = (None, None) if found is None else found
+    if not args.rae_ckpt and any(v is not None for v in dialogue_overrides(args).values()):
+        raise ValueError("--sample-fps, --frame-stride, --num-frames, --min-frames, --max-frames and --rae-frame-size "
+                         "set the dialogue's sampling: they need --rae-ckpt")
     models = load_models(ckpt=args.ckpt, rae_ckpt=args.rae_ckpt, backbone=args.backbone, frame_size=args.frame_size,
                          clip_len=args.clip_len, device=args.device, dtype=args.dtype,
-                             force_backbone=args.force_backbone)
+                         force_backbone=args.force_backbone, dialogue_overrides=dialogue_overrides(args))
+    for warning in models.warnings:
+        print(f"tvau analyze: warning: {warning}", file=sys.stderr)
     answers = None
     with progress_bar(not args.no_progress) as add_task:
         analysis = analyze_video(models.heatmaps, source, frame_size=models.frame_size, clip_len=models.clip_len,
@@ -79,8 +92,9 @@ def run_analyze(args: argparse.Namespace) -> Path:
                                  labels=labels, on_frames=add_task("heatmaps", source.num_frames))
         analysis.fps = fps
         if models.rae is not None:
-            session = ChatSession.from_video(models.rae, source, num_frames=models.rae_num_frames,
-                                             frame_size=models.rae_frame_size, fps=fps)
+            session = ChatSession.from_video(models.rae, source, sampling=models.rae_sampling, fps=fps)
+            if session.clip.note:
+                print(f"tvau analyze: note: {session.clip.note}; the answers are about those frames", file=sys.stderr)
             advance = add_task("answers", 4)
             answers = {"video": str(args.video), **session.standard_answers(on_answer=lambda: advance(1))}
         analysis.info = {**models.info, "labels_from": None if labels_from is None else str(labels_from)}
@@ -104,12 +118,15 @@ def analyze_main(argv: Sequence[str]) -> int:
         out = run_analyze(args)
     except (VideoReadError, FileNotFoundError, FileExistsError, CheckpointError, BackboneError, ValueError,
             IndexError) as error:
-        print(f"tvau analyze: error: {error}", file=sys.stderr)
-        return 1
+        return command_error("analyze", error)
     summary = json.loads((out / "summary.json").read_text())
     print(f"analyzed {summary['num_frames']} frames of {args.video}: max score {summary['max_score']:.3f}, "
           f"{summary['frames_above_threshold']} frames above {args.threshold}, {summary['num_tracks']} region tracks"
           + (f", frame AUC {summary['frame_auc']:.3f}" if "frame_auc" in summary else ""))
+    if summary.get("rae_sampling"):
+        sampling = summary["rae_sampling"]
+        origin = {"checkpoint": "the RAE checkpoint's", "flags": "overridden", "default": "default"}[sampling["origin"]]
+        print(f"answers.json: dialogue sampling ({origin}): {sampling['description']}")
     print(f"wrote {', '.join(sorted(p.name for p in out.iterdir() if not p.name.startswith('.')))} to {out}")
     print(f"report: {out / 'report.html'}  (open it in a browser, e.g. xdg-open {out / 'report.html'})")
     return 0

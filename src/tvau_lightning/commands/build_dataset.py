@@ -10,9 +10,15 @@ Examples::
     # the same from a YAML file (keys = option names with underscores; `settings:` = BuilderSettings)
     tvau build-dataset --config configs/builder/vllm_qwen2_5_vl.yaml --root /data/UBnormal ...
 
-    # a demo without any LVLM: answers from the synthetic data's ground truth
+    # a demo without any LVLM: answers from the synthetic data's ground truth; the synthetic videos last a few
+    # seconds, too short for the paper's records (8-40 frames at 1 fps, the default): every frame instead
     tvau build-dataset --source ubnormal --root demo/ubnormal --split-dir demo/ubnormal/scripts \\
-        --annotator ground-truth --out demo/dialogues/training
+        --annotator ground-truth --dense-records --out demo/dialogues/training
+
+Records are the paper's by default (§3.3: 8-40 frames sampled at 1 fps; ``--record-fps``, ``--min-frames``,
+``--max-frames`` change one value); ``--dense-records`` takes every frame into records of any length (explicit
+values still win). A video too short for any record is named on stderr with its duration and the fix; when no
+video gives a record the command stops before asking anything (exit 1).
 
 See ``docs/builder.md`` for the pipeline, the folder layout of user videos and the JSON schema.
 """
@@ -33,8 +39,17 @@ from tvau_lightning.builder.annotators import (
     GroundTruthResponder,
     ScriptedAnnotator,
 )
-from tvau_lightning.builder.pipeline import BuildError, BuilderSettings, DatasetBuilder, settings_from_dict
+from tvau_lightning.builder.pipeline import (
+    DENSE_RECORDS,
+    PAPER_RECORDS,
+    BuildError,
+    BuilderSettings,
+    DatasetBuilder,
+    NoRecordsError,
+    settings_from_dict,
+)
 from tvau_lightning.builder.sources import DatasetVideoSource, SourceError
+from tvau_lightning.commands.errors import command_error
 from tvau_lightning.commands.options import (
     check_number,
     fraction,
@@ -54,12 +69,14 @@ _SETTING_OPTIONS: dict[str, type] = {
     "max_consecutive_failures": int, "record_fps": float, "min_frames": int, "max_frames": int,
     "time_reference": str,
 }
-#: ``--paper-records``: the paper's stage-2 records (§3.3: clips of 8–40 frames at 1 fps)
-PAPER_RECORDS: dict[str, Any] = {"record_fps": 1.0, "min_frames": 8, "max_frames": 40}
+#: ``--paper-records`` / ``--dense-records``: the record presets (builder.pipeline; the paper's is the default)
+RECORD_PRESETS: dict[str, dict[str, Any]] = {"paper_records": PAPER_RECORDS, "dense_records": DENSE_RECORDS}
+#: at most this many "gives no record" lines on stderr (all of them are in summary.json)
+MAX_NO_RECORD_LINES = 10
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(allow_abbrev=False,
         prog="tvau build-dataset",
         description="Build the fine-grained video-text dialogue dataset (paper §3.3): frame-level structured "
         "prompting of an annotator LVLM, per-target timelines, anomaly-focused refinement, mutual verification, "
@@ -121,14 +138,20 @@ def build_parser() -> argparse.ArgumentParser:
                     help="cut each video into windows of this many source frames before sampling (default: the whole video)")
     st.add_argument("--window-stride", type=positive_int, help="frames between window starts (default: the window)")
     st.add_argument("--record-fps", type=positive_float,
-                    help="frames per second of the source shown in a record (default: every frame)")
-    st.add_argument("--min-frames", type=positive_int, help="records with fewer sampled frames are dropped (default 1)")
+                    help="frames per second of the source shown in a record (default 1, the paper's)")
+    st.add_argument("--min-frames", type=positive_int,
+                    help="records with fewer sampled frames are dropped (default 8, the paper's)")
     st.add_argument("--max-frames", type=positive_int,
-                    help="longer spans are cut into the fewest records of at most this many sampled frames (default: no cap)")
+                    help="longer spans are cut into the fewest records of at most this many sampled frames "
+                    "(default 40, the paper's)")
     st.add_argument("--time-reference", choices=("frames", "seconds"),
                     help="times in answers: the record's sampled-frame index (default) or seconds from its start")
+    st.add_argument("--dense-records", action="store_true", default=None,
+                    help="every source frame, records of any length (--record-fps every frame, --min-frames 1, no "
+                    "--max-frames; explicit values win): for short videos such as the synthetic demo data")
     st.add_argument("--paper-records", action="store_true", default=None,
-                    help="the paper's records: --record-fps 1 --min-frames 8 --max-frames 40 (explicit values win)")
+                    help="the paper's records (--record-fps 1 --min-frames 8 --max-frames 40): the default; accepted "
+                    "for older commands and configs")
     st.add_argument("--max-targets", type=positive_int, help="most targets in one phase A narrative (default 5)")
     st.add_argument("--box-format", choices=("pixels", "normalized_1000", "normalized_1"),
                     help="how the annotator writes boxes (Qwen2.5-VL: pixels; Qwen2-VL: normalized_1000)")
@@ -181,8 +204,11 @@ def merge_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> t
     for key in _SETTING_OPTIONS:
         if key in values:
             settings[key] = values.pop(key)
-    if values.pop("paper_records", None):
-        for key, value in PAPER_RECORDS.items():
+    presets = [name for name in RECORD_PRESETS if values.pop(name, None)]
+    if len(presets) > 1:
+        parser.error("--paper-records and --dense-records exclude each other (the paper's records are the default)")
+    for name in presets:  # values set explicitly (command line or the YAML's settings) win
+        for key, value in RECORD_PRESETS[name].items():
             settings.setdefault(key, value)
     retry = dict(settings.get("retry", {}) or {})
     if "attempts" in values:
@@ -247,8 +273,9 @@ def make_annotator(opts: dict[str, Any], parser: argparse.ArgumentParser) -> Ann
 
 
 def build_dataset_main(argv: Sequence[str] | None = None) -> int:
-    """``tvau build-dataset``; returns 0 when every video is done, 1 when videos failed or the build stopped
-    (one line on stderr), 2 for a bad source or annotator setting, 130 on Ctrl-C and 143 on SIGTERM."""
+    """``tvau build-dataset``; returns 0 when every video is done, 1 when videos failed, the build stopped or no
+    video gives a record (too short for the record settings; one line per video on stderr, nothing asked), 2 for
+    a bad source or annotator setting, 130 on Ctrl-C and 143 on SIGTERM."""
     parser = build_parser()
     args = parser.parse_args(list(argv) if argv is not None else None)
     opts, settings_values = merge_config(args, parser)
@@ -269,20 +296,27 @@ def build_dataset_main(argv: Sequence[str] | None = None) -> int:
                              progress=not opts.get("no_progress"))
     try:
         summary = builder.run(sources, max_videos=opts.get("max_videos"))
+    except NoRecordsError as err:
+        _print_no_record_lines(err.reasons, "error")
+        print(f"tvau build-dataset stopped: none of the {len(err.reasons)} video(s) gives a record with these record "
+              "settings; nothing was asked nor written", file=sys.stderr)
+        return 1
     except (KeyboardInterrupt, Terminated) as err:
         print(f"\ninterrupted: finished videos are cached in {builder.work_dir}; rerun the same command to continue",
               file=sys.stderr)
         return err.code if isinstance(err, Terminated) else 130
     except OutputFolderError as err:
-        print(f"tvau build-dataset: error: {err}", file=sys.stderr)
-        return 2
+        return command_error("build-dataset", err, status=2)
     except (BuildError, AnnotatorConfigError) as err:
-        print(f"tvau build-dataset stopped: {err}", file=sys.stderr)
-        return 1
+        return command_error("build-dataset", err, label=" stopped:")
     print(json.dumps({"records": summary.records, "dropped_records": summary.dropped_records,
                       "videos": summary.videos, "done": summary.done, "skipped": summary.skipped,
-                      "failed": summary.failed, "queries": summary.queries,
+                      "failed": summary.failed, "no_record_videos": len(summary.no_record_videos),
+                      "queries": summary.queries,
                       "failed_queries": summary.failed_queries, "outputs": summary.outputs}, indent=1))
+    if summary.no_record_videos:
+        _print_no_record_lines([f"{v['dataset']}/{v['video_id']}: {v['reason']}" for v in summary.no_record_videos],
+                               "warning", summary.outputs.get("summary"))
     if summary.failed:
         first = summary.failed_videos[0]
         print(f"tvau build-dataset: {summary.failed} of {summary.videos} video(s) failed and are not in the dataset; "
@@ -291,3 +325,13 @@ def build_dataset_main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+def _print_no_record_lines(reasons: Sequence[str], level: str, summary_file: str | None = None) -> None:
+    """One stderr line per video that gives no record (at most :data:`MAX_NO_RECORD_LINES`, then a count)."""
+    for reason in reasons[:MAX_NO_RECORD_LINES]:
+        print(f"tvau build-dataset: {level}: {reason}", file=sys.stderr)
+    if len(reasons) > MAX_NO_RECORD_LINES:
+        where = f" (all in {summary_file})" if summary_file else ""
+        print(f"tvau build-dataset: {level}: … and {len(reasons) - MAX_NO_RECORD_LINES} more video(s) that give no "
+              f"record{where}", file=sys.stderr)

@@ -11,8 +11,12 @@ Lines starting with ``/`` are commands:
 ``/history``          print the dialogue so far
 ``/help``, ``/quit``  (end of input, Ctrl-D, also quits)
 
+The model sees the video sampled as its checkpoint's dialogue DataModule sampled training clips (rate or
+stride, min/max frames, frame size; ``--sample-fps`` … override it with a warning); the banner says which.
+An answer's time references (frames of the model's own sampled-frame index, or seconds from the first frame it
+saw) are followed by the source frame and time they name: ``at frame 3 [source frame 90, 3.0 s]``.
 Answers go to stdout (one line each; with ``--jsonl`` one JSON object per question or command), everything
-else (banner, prompts, errors) to stderr, so ``printf 'Is there any anomaly?\\n/heatmap\\n' | tvau chat …`` is
+else (banner, prompts, warnings, errors) to stderr, so ``printf 'Is there any anomaly?\\n/heatmap\\n' | tvau chat …`` is
 scriptable.
 """
 
@@ -27,8 +31,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from tvau_lightning.commands.options import add_model_options, nonnegative_int, positive_int
+from tvau_lightning.commands.errors import command_error
+from tvau_lightning.commands.options import (
+    add_dialogue_sampling_options,
+    add_model_options,
+    dialogue_overrides,
+    nonnegative_int,
+    positive_int,
+)
 from tvau_lightning.data.video import VideoReader, VideoReadError, open_video
+from tvau_lightning.inference.citations import annotate_citations, citations_span
 from tvau_lightning.inference.session import ChatSession, FrameRange
 
 HELP = """commands: /reset (forget the history), /heatmap [PATH.mp4|PATH.png] (save the heatmap overlay),
@@ -46,12 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ckpt", help="stage-1 AHD checkpoint (default: the one the RAE checkpoint names)")
     parser.add_argument("--range", type=nonnegative_int, nargs=2, metavar=("START", "END"),
                         help="discuss only frames START..END (inclusive, 0-based); default the whole video")
-    parser.add_argument("--num-frames", type=positive_int, help="frames the model sees (default: the RAE's training setting)")
     parser.add_argument("--max-new-tokens", type=positive_int, help="longest answer in tokens (default: the checkpoint's)")
     parser.add_argument("--out", default=".", help="folder for /heatmap files without a path (default: here)")
     parser.add_argument("--transcript", help="write the dialogue to this JSON file at the end")
     parser.add_argument("--jsonl", action="store_true", help="print one JSON object per question or command")
     add_model_options(parser)
+    add_dialogue_sampling_options(parser)
     return parser
 
 
@@ -67,6 +79,17 @@ class ChatApp:
 
     def _emit(self, record: dict[str, Any], text: str) -> None:
         print(json.dumps(record, ensure_ascii=False) if self.jsonl else text, file=self.stdout, flush=True)
+
+    def _emit_answer(self, record: dict[str, Any]) -> None:
+        """An answer with its time references resolved to source frames: after each one in the text (``at frame 3
+        [source frame 90, 3.0 s]``), as ``citations``/``source_frames`` in JSON."""
+        clip = self.session.clip
+        citations = clip.citations(record["answer"])
+        fps = clip.source_fps or clip.fps
+        if citations:
+            record = {**record, "source_frames": citations_span(citations),
+                      "citations": [c.to_json(fps) for c in citations]}
+        self._emit(record, annotate_citations(record["answer"], citations, fps, len(clip.frame_index)))
 
     def analysis(self) -> Any:
         """The AHD analysis of the discussed frames (computed on first use)."""
@@ -112,7 +135,7 @@ class ChatApp:
             except ContextOverflowError as error:
                 print(f"error: {error} — /reset to start a new dialogue", file=self.stderr)
                 return True
-            self._emit({"question": line, "answer": answer}, answer)
+            self._emit_answer({"question": line, "answer": answer})
             return True
         command, _, argument = line.partition(" ")
         argument = argument.strip()
@@ -128,8 +151,7 @@ class ChatApp:
                 self._emit({"command": "/history", **turn.to_json()}, f"{turn.role}: {turn.content}")
         elif command == "/standard":
             for entry in self.session.standard_answers()["answers"]:
-                self._emit({"question": entry["question"], "answer": entry["answer"], "kind": entry["kind"]},
-                           entry["answer"])
+                self._emit_answer({"question": entry["question"], "answer": entry["answer"], "kind": entry["kind"]})
         elif command == "/heatmap":
             try:
                 path = self.save_heatmap(argument or None)
@@ -184,21 +206,26 @@ def chat_main(argv: Sequence[str]) -> int:
             view = FrameRange(source, *args.range)
         models = load_models(ckpt=args.ckpt, rae_ckpt=args.rae_ckpt, backbone=args.backbone,
                              frame_size=args.frame_size, clip_len=args.clip_len, device=args.device, dtype=args.dtype,
-                             force_backbone=args.force_backbone)
+                             force_backbone=args.force_backbone, dialogue_overrides=dialogue_overrides(args))
         if args.max_new_tokens:
             models.rae.hparams.max_new_tokens = int(args.max_new_tokens)
-        num_frames = args.num_frames or models.rae_num_frames
-        session = ChatSession.from_video(models.rae, view, num_frames=num_frames, frame_size=models.rae_frame_size,
-                                         fps=args.fps)
+        session = ChatSession.from_video(models.rae, view, sampling=models.rae_sampling, fps=args.fps)
     except (VideoReadError, FileNotFoundError, CheckpointError, BackboneError, ValueError) as error:
-        print(f"tvau chat: error: {error}", file=sys.stderr)
-        return 1
+        return command_error("chat", error)
+    for warning in models.warnings:
+        print(f"tvau chat: warning: {warning}", file=sys.stderr)
     frames = session.clip.frame_index
+    origin = {"checkpoint": "the checkpoint's", "flags": "overridden", "default": "default"}[models.rae_sampling.origin]
     print(f"chatting about {args.video}: the model sees {len(frames)} frames ({frames[0]}–{frames[-1]}) at "
-          f"{models.rae_frame_size[0]}x{models.rae_frame_size[1]}\n{HELP}", file=sys.stderr)
+          f"{session.clip.fps:g} fps; sampling ({origin}): {models.rae_sampling.describe()}", file=sys.stderr)
+    if session.clip.note:
+        print(f"tvau chat: note: {session.clip.note}; --range START END discusses another part", file=sys.stderr)
+    print(HELP, file=sys.stderr)
     app = ChatApp(session, view, models, out_dir=Path(args.out), jsonl=args.jsonl)
     app.run()
     if args.transcript:
-        document = {"video": str(args.video), "frames_used": frames.tolist(), "turns": session.transcript()}
+        document = {"video": str(args.video), "frames_used": frames.tolist(), "fps": session.clip.fps,
+                    "sampling": {**(session.clip.sampling or {}), "note": session.clip.note},
+                    "turns": session.transcript()}
         write_text_atomic(os.fspath(args.transcript), json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     return 0

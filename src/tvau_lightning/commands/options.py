@@ -12,7 +12,10 @@ import math
 from collections.abc import Callable
 
 __all__ = [
+    "add_dialogue_sampling_options",
+    "add_model_options",
     "check_number",
+    "dialogue_overrides",
     "fraction",
     "nonnegative_float",
     "nonnegative_int",
@@ -115,3 +118,28 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force-backbone", action="store_true",
                         help="run a checkpoint on a backbone other than the one it records (family or vision "
                              "architecture differ); its heatmaps are then likely meaningless")
+
+
+def add_dialogue_sampling_options(parser: argparse.ArgumentParser) -> None:
+    """How a stage-2 model's frames are taken from the video (``chat``, ``analyze --rae-ckpt``). Each defaults to
+    the RAE checkpoint's dialogue DataModule; a value given here overrides it with one warning."""
+    group = parser.add_argument_group(
+        "dialogue sampling", "default: as the RAE checkpoint's DataModule sampled its training clips; a value given "
+        "here overrides it (with a warning)")
+    group.add_argument("--sample-fps", type=positive_float,
+                       help="frames per second taken from the video (replaces a stride)")
+    group.add_argument("--frame-stride", type=positive_int, help="every this-many-th frame (replaces a rate)")
+    group.add_argument("--num-frames", type=positive_int,
+                       help="this many frames spread over the video (without --sample-fps/--frame-stride: no rate)")
+    group.add_argument("--min-frames", type=positive_int, help="at a rate: a shorter video repeats its last frame")
+    group.add_argument("--max-frames", type=positive_int, help="at a rate: at most this many frames (the first ones)")
+    group.add_argument("--rae-frame-size", type=positive_int, nargs=2, metavar=("H", "W"),
+                       help="size the dialogue's frames are resized to")
+
+
+def dialogue_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The dialogue sampling values given on the command line (``None`` = not given), as
+    ``inference.session.SAMPLING_FIELDS`` names them."""
+    return {"sample_fps": args.sample_fps, "frame_stride": args.frame_stride, "num_frames": args.num_frames,
+            "min_frames": args.min_frames, "max_frames": args.max_frames,
+            "frame_size": tuple(args.rae_frame_size) if args.rae_frame_size else None}

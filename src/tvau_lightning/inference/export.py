@@ -62,7 +62,8 @@ def _write_export(folder: Path, ckpt: Mapping[str, Any], hparams: Mapping[str, A
         IDENTITY_KEY: plain_data(ckpt.get(IDENTITY_KEY)),
         "layers": (ckpt.get(IDENTITY_KEY) or {}).get("layers"),
         "sampling": {"frame_size": dm.get("frame_size"), "clip_len": dm.get("clip_len", dm.get("num_frames")),
-                     "frame_stride": dm.get("frame_stride")},
+                     "frame_stride": dm.get("frame_stride"), "sample_fps": dm.get("sample_fps"),
+                     "min_frames": dm.get("min_frames"), "max_frames": dm.get("max_frames")},
         "prototype_mode": hparams.get("text_embedding_mode"),
     }
     (folder / EXPORT_CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")

@@ -6,7 +6,9 @@ the backbone config; the frozen backbone is rebuilt from it (files are read with
 checkpoint are often relative to the folder training ran in, so a stored path that does not exist from here is
 also looked up relative to the checkpoint's parent folders, and every stored path can be overridden
 (``backbone=``, ``ahd_checkpoint=``). Lightning keeps the DataModule's hyper-parameters in the checkpoint too;
-:func:`clip_settings` reads the frame size and clip length the model was trained with from there.
+:func:`clip_settings` reads the frame size and clip length the model was trained with from there, and
+:func:`dialogue_sampling` the whole sampling of a stage-2 checkpoint's dialogue DataModule (rate or stride,
+min/max frames, frame count, frame size), which ``chat`` and ``analyze --rae-ckpt`` reuse.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from tvau_lightning.checkpoints import (
     read_checkpoint,
     resolve_stored_path,
 )
+from tvau_lightning.inference.session import DialogueSampling, resolve_sampling
 from tvau_lightning.modules.anomaly_model import AnomalyHeatmapModel, load_ahd
 
 
@@ -85,6 +88,31 @@ def clip_settings(checkpoint: Mapping[str, Any]) -> ClipSettings:
     return ClipSettings(
         frame_size=None if size is None else (int(size[0]), int(size[1])),
         clip_len=None if clip is None else int(clip),
+    )
+
+
+#: the dialogue DataModule's hyper-parameters that describe its sampling
+_DIALOGUE_SAMPLING_KEYS = ("num_frames", "frame_size", "sample_fps", "frame_stride", "min_frames", "max_frames")
+
+
+def dialogue_sampling(checkpoint: Mapping[str, Any], fallback: DialogueSampling) -> DialogueSampling | None:
+    """The sampling of a stage-2 checkpoint's dialogue DataModule (``datamodule_hyper_parameters``, which an
+    export folder's ``config.json`` also holds), or ``None`` when it records none. A value it lacks (a checkpoint
+    from before ``sample_fps`` existed) is the DataModule's default then: no rate, so ``num_frames`` spread;
+    ``fallback`` gives the frame size and frame count when those are missing too.
+    """
+    dm = checkpoint.get("datamodule_hyper_parameters") or {}
+    if not any(dm.get(key) is not None for key in _DIALOGUE_SAMPLING_KEYS):
+        return None
+    size = dm.get("frame_size")
+    stride = dm.get("frame_stride")
+    return DialogueSampling(
+        frame_size=fallback.frame_size if size is None else (int(size[0]), int(size[1])),
+        num_frames=int(dm.get("num_frames") or fallback.num_frames),
+        sample_fps=None if dm.get("sample_fps") is None else float(dm["sample_fps"]),
+        frame_stride=None if stride is None else int(stride),
+        min_frames=int(dm.get("min_frames") or 1),
+        max_frames=None if dm.get("max_frames") is None else int(dm["max_frames"]),
     )
 
 
@@ -214,17 +242,23 @@ class LoadedModels:
     rae: Any | None = None
     rae_frame_size: tuple[int, int] | None = None
     rae_num_frames: int | None = None
+    rae_sampling: DialogueSampling | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 def load_models(*, ckpt: str | None, rae_ckpt: str | None, backbone: str | None = None,
                 frame_size: Sequence[int] | None = None, clip_len: int | None = None,
-                device: str = "auto", dtype: str = "auto", force_backbone: bool = False) -> LoadedModels:
+                device: str = "auto", dtype: str = "auto", force_backbone: bool = False,
+                dialogue_overrides: Mapping[str, Any] | None = None) -> LoadedModels:
     """Load the AHD (and the RAE) for inference.
 
     With an RAE checkpoint, its backbone and frozen AHD make the heatmaps too (``ckpt`` then replaces the stage-1
     checkpoint it names), so one backbone is in memory. Frame size and clip length come from the stage-1
-    checkpoint's DataModule unless given; they are checked before any weights are loaded.
+    checkpoint's DataModule unless given; they are checked before any weights are loaded. The dialogue's
+    sampling (``rae_sampling``) is the RAE checkpoint's DataModule's (:func:`dialogue_sampling`) with
+    ``dialogue_overrides`` (:data:`~tvau_lightning.inference.session.SAMPLING_FIELDS`, ``None`` = not given)
+    applied; ``warnings`` says when they differ or when the checkpoint records none.
     """
     if ckpt is None and rae_ckpt is None:
         raise ValueError("pass --ckpt AHD.ckpt (stage 1) and/or --rae-ckpt RAE.ckpt (stage 2)")
@@ -243,8 +277,11 @@ def load_models(*, ckpt: str | None, rae_ckpt: str | None, backbone: str | None 
                               "--frame-size H W (the training frame size)")
     if length is None:
         raise CheckpointError(f"{ahd_path or rae_ckpt} does not record its clip length; pass --clip-len N")
-    rae = None
-    if rae_raw is not None:
+    rae, sampling, warnings = None, None, []
+    if rae_raw is not None:  # before any weights are loaded: a bad override fails at once
+        fallback = DialogueSampling(frame_size=(int(size[0]), int(size[1])), num_frames=int(length), origin="default")
+        sampling, warnings = resolve_sampling(dialogue_sampling(rae_raw, fallback), fallback, dialogue_overrides,
+                                              source=str(rae_ckpt))
         rae = load_rae_task(rae_ckpt, backbone=backbone, ahd_checkpoint=ckpt, device=dev, dtype=dtype, ckpt=rae_raw,
                             force_backbone=force_backbone)
         info["rae_checkpoint"] = str(rae_ckpt)
@@ -259,9 +296,10 @@ def load_models(*, ckpt: str | None, rae_ckpt: str | None, backbone: str | None 
     info.update({"ahd_checkpoint": None if ahd_path is None else str(ahd_path), "frame_size": list(size),
                  "clip_len": int(length), "backbone": str(heatmaps.backbone.config.path)})
     models = LoadedModels(heatmaps, (int(size[0]), int(size[1])), int(length), rae=rae, info=info)
-    if rae is not None:
-        rae_settings = clip_settings(rae_raw)
-        models.rae_frame_size = rae_settings.frame_size or models.frame_size
-        models.rae_num_frames = rae_settings.clip_len or models.clip_len
+    if rae is not None and sampling is not None:
+        models.warnings = warnings
+        models.rae_sampling = sampling
+        models.rae_frame_size, models.rae_num_frames = sampling.frame_size, sampling.num_frames
         info["rae_frame_size"], info["rae_num_frames"] = list(models.rae_frame_size), models.rae_num_frames
+        info["rae_sampling"] = {**sampling.to_json(), "description": sampling.describe()}
     return models
