@@ -318,11 +318,23 @@ def browser(tmp_path_factory):
     b.close()
 
 
+#: the model saw every third frame (16 frames, 4 fps); "frame 4" is source frame 12 (the walker enters), "frame 11"
+#: source frame 33, "frame 20" was never shown (clamped to the last frame shown, 45)
+FRAMES_USED = list(range(0, 48, 3))
+TRAJECTORY = ("The person enters from the left edge at frame 4, moves to the right, and leaves through the right "
+              "edge at frame 11; it is seen again at frame 20.")
+
+
 @pytest.fixture(scope="module")
 def synthetic_report(tmp_path_factory) -> SyntheticReport:
-    answers = {"video": "intruder.mp4", "frames_used": list(range(0, 48, 3)), "fps": FPS, "answers": [
+    from tvau_lightning.inference.citations import citations_span, resolve_citations
+
+    citations = resolve_citations(TRAJECTORY, FRAMES_USED, FPS)  # as ChatSession.standard_answers does
+    answers = {"video": "intruder.mp4", "frames_used": FRAMES_USED, "fps": FPS / 3, "answers": [
         {"kind": "judgment", "question": "Is there an anomaly in the video?", "answer": "Yes."},
         {"kind": "temporal", "question": "When does it happen?", "answer": "From 1.0 s to 3.0 s."},
+        {"kind": "trajectory", "question": "Describe its motion trajectory.", "answer": TRAJECTORY,
+         "source_frames": citations_span(citations), "citations": [c.to_json(FPS) for c in citations]},
     ]}
     return build_report(tmp_path_factory.mktemp("report"), answers=answers)
 

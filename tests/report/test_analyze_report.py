@@ -111,6 +111,28 @@ def test_answer_frames():
     assert normalize_answers(None, 10.0, 50) == []
 
 
+def test_answer_citations_become_parts():
+    """answers.json's resolved time references → the page's parts (clamped to the video); a citation whose span
+    does not hold its text (an edited answer) stays plain text."""
+    from tvau_lightning.report.analyze_report import normalize_answers
+
+    text = "At frame 3, then frame 9."
+    doc = {"frames_used": [0, 30, 60, 90], "answers": [
+        {"kind": "trajectory", "question": "How?", "answer": text, "source_frames": [90, 90], "citations": [
+            {"text": "frame 3", "span": [3, 10], "source_frames": [90, 90], "out_of_range": False},
+            {"text": "frame 9", "span": [17, 24], "source_frames": [150, 150], "out_of_range": True}]},
+        {"kind": "anchor", "question": "When?", "answer": "Later.", "citations": [
+            {"text": "frame 1", "span": [0, 7], "source_frames": [30, 30]}]},
+    ]}
+    first, second = normalize_answers(doc, fps=30.0, num_frames=120)
+    assert first["parts"] == [{"text": "At "}, {"text": "frame 3", "frames": [90, 90], "out_of_range": False},
+                              {"text": ", then "}, {"text": "frame 9", "frames": [119, 119], "out_of_range": True},
+                              {"text": "."}]
+    assert first["frames"] == [90, 90] and first["cited"] is True
+    assert second["parts"] == [{"text": "Later."}] and second["cited"] is False
+    assert second["frames"] == [0, 90]  # no resolved span: the frames the dialogue saw
+
+
 def test_real_video_analysis(tmp_path, scene):
     """``write_analyze_report`` reads what ``inference.analyze.VideoAnalysis`` holds (the lead's one-line call)."""
     import torch

@@ -150,11 +150,34 @@ def test_keyboard_and_timeline(page, scene):
 
 def test_answer_click_seeks(page):
     items = page.eval("Array.from(document.querySelectorAll('#answers li')).map(li => li.textContent)")
-    assert len(items) == 2 and "From 1.0 s to 3.0 s." in items[1]
+    assert len(items) == 3 and "From 1.0 s to 3.0 s." in items[1]
     li = rect(page, "#answers li:nth-child(2)")
     page.click(li["left"] + 10, li["top"] + li["height"] / 2)
     assert seek_and_wait(page) == 12  # 1.0 s at 12 fps
     assert page.eval("tvauReport.data.answers[1].frames") == [12, 35]  # "to 3.0 s": the last frame before 3 s
+
+
+def test_citation_click_seeks_to_the_frame_the_model_saw(page, scene):
+    """"frame 4" of the trajectory answer is the 5th frame the model saw (every 3rd frame: source frame 12, where the
+    walker enters), not source frame 4; the timeline marks the span the answer's references cover."""
+    cites = page.eval("Array.from(document.querySelectorAll('#answers li:nth-child(3) button.cite'))"
+                      ".map(b => [b.textContent, b.className])")
+    assert cites == [["frame 4", "cite"], ["frame 11", "cite"], ["frame 20", "cite out-of-range"]]
+    assert page.eval("document.querySelectorAll('#answers li:nth-child(2) button.cite').length") == 0
+    for k, expected in ((2, scene.FRAMES_USED[11]), (1, scene.FRAMES_USED[4]), (3, scene.FRAMES_USED[-1])):
+        button = rect(page, f"#answers li:nth-child(3) button.cite:nth-of-type({k})")
+        page.click(button["left"] + button["width"] / 2, button["top"] + button["height"] / 2)
+        assert seek_and_wait(page) == expected
+        assert page.eval("document.getElementById('video').currentTime") == \
+            pytest.approx((expected + 0.5) / scene.FPS, abs=1e-3)
+    assert scene.FRAMES_USED[4] == scene.WALK[0]
+    # the answer's span on the timeline: from the first cited frame (12) to the last (45, the clamped "frame 20")
+    timeline, mark = rect(page, "#timeline"), rect(page, ".answer-span[data-answer='2']")
+    first, last = 12, 45
+    assert mark["left"] - timeline["left"] == pytest.approx(first / scene.NUM_FRAMES * timeline["width"], abs=1.5)
+    assert mark["width"] == pytest.approx((last - first + 1) / scene.NUM_FRAMES * timeline["width"], abs=1.5)
+    assert page.eval("document.querySelectorAll('.answer-span').length") == 1  # the uncited answers have none
+    assert page.eval("document.querySelector('.answer-span').classList.contains('active')") is True
 
 
 def test_heatmap_video_variant(browser, tmp_path, scene):

@@ -32,8 +32,14 @@ so a failure never leaves a partial result):
     Every frame is listed (``regions`` may be empty); ``track`` is the index into ``tracks``. A track holds one
     box per frame over consecutive frames.
 ``answers.json`` (with ``--rae-ckpt``)
-    ``{"video": str, "frames_used": [...], "fps": float, "answers": [{"kind", "question", "answer"}, ...]}`` —
-    the judgment, target, trajectory and temporal-anchor questions asked in order as one dialogue.
+    ``{"video": str, "frames_used": [...], "fps": float, "sampling": {...}, "answers": [{"kind", "question",
+    "answer", "source_frames", "citations"}, ...]}`` — the judgment, target, trajectory and temporal-anchor
+    questions asked in order as one dialogue, on frames taken as the RAE checkpoint's DataModule took them
+    (``sampling``: :class:`~tvau_lightning.inference.session.DialogueSampling` with its ``origin``, ``description``
+    and ``note``). An answer's time references ("at frame 3" = the 4th frame shown, or "2.5 s" from the first) are
+    resolved to source frames (:mod:`tvau_lightning.inference.citations`): ``citations`` = ``[{"text", "span",
+    "unit", "cited", "source_frames", "source_seconds", "out_of_range"}]``, ``source_frames`` = ``[first, last]``
+    over them (``null`` without any).
 ``report.html`` and ``report_media/`` (written by :mod:`tvau_lightning.report` from the command)
     one self-contained page to look at the result: the video with a toggleable heatmap overlay and track-coloured
     boxes, the clickable score timeline, the track list and the answers.

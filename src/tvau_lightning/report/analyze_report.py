@@ -13,6 +13,10 @@ seek lands on the frame whatever the rounding of the container's timestamps; the
 back as ``floor(t * fps)``. ``report.html#frame=N`` opens the page at frame ``N`` (links, screenshots). Keys:
 space play/pause, ←/→ one frame, ``h`` heatmap on/off.
 
+The stage-2 answers show each time reference ``tvau analyze`` resolved (``answers.json``'s ``citations``: "at
+frame 3" of the frames the model saw, or "2.5 s" from the first, as source frames) as a button that seeks the
+video there; the timeline marks the span an answer's references cover.
+
 The page is independent of how the analysis was computed: :func:`write_analyze_report` takes anything shaped like
 ``inference.analyze.VideoAnalysis`` (see :class:`AnalysisLike`), :func:`write_report` plain data.
 """
@@ -87,7 +91,8 @@ class AnalyzeReport:
         tracks: region tracks.
         labels: ``(N,)`` 0/1 ground-truth frame labels, if known.
         threshold: the score line drawn on the timeline.
-        answers: stage-2 answers ``[{"kind", "question", "answer", "frames": [first, last]?}]``.
+        answers: stage-2 answers ``[{"kind", "question", "answer", "frames": [first, last]?, "parts", "cited"}]``
+            (:func:`normalize_answers`).
         info: what was run (checkpoints, backbone, frame size, clip length, …), shown in the header.
         summary: numbers shown in the header (max score, frames above threshold, AUC, …).
     """
@@ -146,10 +151,13 @@ _SECONDS = re.compile(r"(\d+(?:\.\d+)?)\s*(?:s|sec|secs|second|seconds)\b", re.I
 
 def answer_frames(answer: Mapping[str, Any], fps: float, num_frames: int,
                   frames_used: Sequence[int] | None) -> list[int] | None:
-    """The ``[first, last]`` frames an answer refers to: its own ``frames`` if given; else the first two times
-    in seconds in a temporal-anchor answer ("from 2.0 s to 3.5 s"); else the frames the dialogue saw."""
+    """The ``[first, last]`` frames an answer refers to: its own ``frames`` if given; else the source frames its
+    time references name (``source_frames``, resolved by ``tvau analyze``); else the first two times in seconds
+    in a temporal-anchor answer ("from 2.0 s to 3.5 s"); else the frames the dialogue saw."""
     if answer.get("frames"):
         first, last = (int(v) for v in list(answer["frames"])[:2])
+    elif answer.get("source_frames"):
+        first, last = (int(v) for v in list(answer["source_frames"])[:2])
     elif answer.get("kind") == "temporal" and len(times := _SECONDS.findall(str(answer.get("answer", "")))) >= 2:
         # "to 3.0 s" ends with the frame shown just before 3.0 s
         first, last = int(float(times[0]) * fps), max(int(float(times[0]) * fps), round(float(times[1]) * fps) - 1)
@@ -161,15 +169,42 @@ def answer_frames(answer: Mapping[str, Any], fps: float, num_frames: int,
     return [first, last]
 
 
+def answer_parts(answer: Mapping[str, Any], num_frames: int) -> list[dict[str, Any]]:
+    """The answer's text cut at its time references (``citations`` of ``answers.json``):
+    ``[{"text"}, {"text", "frames": [first, last], "out_of_range"}, …]`` — a part with ``frames`` is a citation,
+    its source frames clamped to the video. Citations that do not sit where their ``span`` says (an edited text)
+    or that overlap an earlier one are left as plain text."""
+    text = str(answer.get("answer", ""))
+    parts: list[dict[str, Any]] = []
+    position = 0
+    for citation in answer.get("citations") or []:
+        start, end = (int(v) for v in citation["span"])
+        if start < position or text[start:end] != citation.get("text", text[start:end]):
+            continue
+        first, last = sorted(max(0, min(int(f), num_frames - 1)) for f in list(citation["source_frames"])[:2])
+        if start > position:
+            parts.append({"text": text[position:start]})
+        parts.append({"text": text[start:end], "frames": [first, last],
+                      "out_of_range": bool(citation.get("out_of_range", False))})
+        position = end
+    if position < len(text) or not parts:
+        parts.append({"text": text[position:]})
+    return parts
+
+
 def normalize_answers(answers: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None, fps: float,
                       num_frames: int) -> list[dict[str, Any]]:
-    """The ``answers.json`` document (or its ``answers`` list) → ``[{"kind", "question", "answer", "frames"}]``."""
+    """The ``answers.json`` document (or its ``answers`` list) → ``[{"kind", "question", "answer", "frames",
+    "parts", "cited"}]``: ``frames`` the range an answer is placed at (:func:`answer_frames`), ``parts`` its text
+    with the time references as source frames (:func:`answer_parts`), ``cited`` whether ``frames`` come from
+    them (the timeline marks those spans)."""
     if answers is None:
         return []
     frames_used = answers.get("frames_used") if isinstance(answers, Mapping) else None
     items = answers.get("answers", []) if isinstance(answers, Mapping) else answers
     return [{"kind": str(a.get("kind", "")), "question": str(a.get("question", "")),
-             "answer": str(a.get("answer", "")), "frames": answer_frames(a, fps, num_frames, frames_used)}
+             "answer": str(a.get("answer", "")), "frames": answer_frames(a, fps, num_frames, frames_used),
+             "parts": answer_parts(a, num_frames), "cited": bool(a.get("source_frames")) and not a.get("frames")}
             for a in items]
 
 

@@ -202,19 +202,49 @@
     tbody.append(row);
   }
   if (!D.tracks.length) { $("tracks").hidden = true; $("no-tracks").hidden = false; }
+  // an answer's time references were resolved to source frames by tvau analyze ("at frame 3" = the 4th frame the
+  // model saw): each is a button that seeks there, and the timeline marks the span an answer's references cover
+  const spanMarks = [];
+  function markAnswer(i) {
+    for (const m of spanMarks) m.classList.toggle("active", m.dataset.answer === String(i));
+    for (const li of $("answers").children) li.classList.toggle("active", li.dataset.answer === String(i));
+  }
+  const rangeText = (f) => (f[0] === f[1] ? `source frame ${f[0]} (${(f[0] / fps).toFixed(2)} s)`
+    : `source frames ${f[0]}–${f[1]} (${(f[0] / fps).toFixed(2)}–${((f[1] + 1) / fps).toFixed(2)} s)`);
   if (D.answers && D.answers.length) {
     $("answers-box").hidden = false;
-    for (const a of D.answers) {
-      const li = el("li", a.frames ? { class: "clickable", title: `seek to frame ${a.frames[0]}` } : {});
-      li.append(el("div", { class: "q" }, a.question), el("div", {}, a.answer));
+    D.answers.forEach((a, i) => {
+      const li = el("li", a.frames ? { class: "clickable", title: `seek to frame ${a.frames[0]}`, "data-answer": i }
+        : { "data-answer": i });
+      const text = el("div", { class: "a" });
+      for (const part of a.parts || [{ text: a.answer }]) {
+        if (!part.frames) { text.append(part.text); continue; }
+        const cite = el("button", { type: "button", class: part.out_of_range ? "cite out-of-range" : "cite",
+          "data-frame": part.frames[0], "data-last": part.frames[1],
+          title: `${rangeText(part.frames)}${part.out_of_range ? " — not among the frames the model saw (clamped)" : ""}; click to seek` },
+        part.text);
+        cite.addEventListener("click", (e) => { e.stopPropagation(); markAnswer(i); seekFrame(part.frames[0]); });
+        text.append(cite);
+      }
+      li.append(el("div", { class: "q" }, a.question), text);
       if (a.frames) {
-        li.append(el("div", { class: "range" },
-          `frames ${a.frames[0]}–${a.frames[1]} (${(a.frames[0] / fps).toFixed(2)}–${((a.frames[1] + 1) / fps).toFixed(2)} s)`));
-        li.addEventListener("click", () => seekFrame(a.frames[0]));
+        li.append(el("div", { class: "range" }, a.cited ? `cites ${rangeText(a.frames)}`
+          : `frames ${a.frames[0]}–${a.frames[1]} (${(a.frames[0] / fps).toFixed(2)}–${((a.frames[1] + 1) / fps).toFixed(2)} s)`));
+        li.addEventListener("click", () => { markAnswer(i); seekFrame(a.frames[0]); });
+      }
+      if (a.cited && a.frames) {
+        const mark = el("div", { class: "answer-span", "data-answer": i, title: `answer ${i + 1}: ${rangeText(a.frames)}` });
+        mark.style.left = `${(100 * a.frames[0]) / N}%`;
+        mark.style.width = `${(100 * (a.frames[1] - a.frames[0] + 1)) / N}%`;
+        $("timeline-wrap").append(mark);
+        spanMarks.push(mark);
+        li.addEventListener("mouseenter", () => mark.classList.add("hover"));
+        li.addEventListener("mouseleave", () => mark.classList.remove("hover"));
       }
       $("answers").append(li);
-    }
+    });
   }
+  if (spanMarks.length) { $("legend-cite").hidden = false; $("legend-cite-text").hidden = false; }
 
   applyHeat();
   drawTimeline();
