@@ -56,3 +56,20 @@ def test_swapping_the_backbone_is_one_argument():
     cfg = _parser().parse_args(["--config", str(CONFIGS / "ahd.yaml"),
                                 "--model.backbone", str(CONFIGS / "backbones" / "internvl3_8b.yaml")])
     assert "InternVL3" in cfg.model.init_args.backbone.path
+
+
+def test_stage1_on_shanghaitech_writes_the_checkpoint_its_stage2_configs_read():
+    """ahd.yaml + ShanghaiTech data + the runs preset saves ``best.ckpt`` exactly where the ShanghaiTech stage-2
+    configs look for their frozen AHD (and UBnormal's stage 1 keeps its own folder)."""
+    cfg = _parser().parse_args(["--config", str(CONFIGS / "ahd.yaml"), "--data", str(CONFIGS / "data" / "shanghaitech.yaml"),
+                                "--trainer", str(CONFIGS / "trainer" / "ahd_shanghaitech_runs.yaml")])
+    assert "ShanghaiTech" in cfg.data.class_path
+    checkpoint = next(c for c in cfg.trainer.callbacks if c.class_path.endswith("ModelCheckpoint")).init_args
+    assert {c.class_path.rsplit(".", 1)[-1] for c in cfg.trainer.callbacks} == {"ModelCheckpoint", "LearningRateMonitor"}
+    saved = Path(checkpoint.dirpath) / f"{checkpoint.filename}.ckpt"
+    for phase in ("a", "b"):
+        stage2 = _parser().parse_args(["--config", str(CONFIGS / f"rae_phase_{phase}_shanghaitech.yaml")])
+        assert Path(stage2.model.init_args.ahd_checkpoint) == saved, phase
+    ubnormal = _parser().parse_args(["--config", str(CONFIGS / "ahd.yaml")])
+    assert next(c for c in ubnormal.trainer.callbacks if c.class_path.endswith("ModelCheckpoint")).init_args.dirpath \
+        != checkpoint.dirpath
