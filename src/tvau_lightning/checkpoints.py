@@ -95,6 +95,8 @@ def read_export(folder: str | os.PathLike[str]) -> dict[str, Any]:
     except Exception as error:  # safetensors raises its own error types
         raise CheckpointError(f"cannot read {folder / EXPORT_WEIGHTS}: {error}") from None
     hparams = dict(config.get("hyper_parameters") or {})
+    if config.get("class_names") and not hparams.get("categories"):  # a category AHD's class names, 0 = normal
+        hparams["categories"] = [str(c) for c in config["class_names"]]
     stage1 = hparams.get("ahd_checkpoint")
     if stage1 and not Path(stage1).is_absolute() and (folder / stage1).is_dir():
         hparams["ahd_checkpoint"] = str(folder / stage1)

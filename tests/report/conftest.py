@@ -36,6 +36,8 @@ WALK = (12, 35)  # first and last frame of the walking intruder
 STAND = (30, 41)
 STAND_XY = (10, 70)  # its top-left corner (x, y)
 CELL = 16  # grid cell of the stand-in heatmap model, pixels
+#: a stand-in category AHD's classes: the walker is "Arson", the one standing still "Fighting" (it wins where both are)
+CATEGORY_NAMES = ["Normal", "Arson", "Fighting"]
 
 
 def walker_xy(frame: int) -> tuple[int, int]:
@@ -66,6 +68,15 @@ def redness_grid(frames: np.ndarray) -> np.ndarray:
     red = (x[..., 0] > 160) & (x[..., 1] < 90) & (x[..., 2] < 90)
     t, h, w = red.shape
     return np.where(red.reshape(t, h // CELL, CELL, w // CELL, CELL).any(axis=(2, 4)), 0.95, 0.05).astype(np.float32)
+
+
+def category_scores() -> np.ndarray:
+    """``(N, 3)`` stand-in per-frame class scores: Arson 0.8 while only the walker is there, Fighting 0.9 while the
+    other one stands, low elsewhere."""
+    out = np.tile(np.array([0.9, 0.05, 0.04]), (NUM_FRAMES, 1))
+    out[WALK[0]:WALK[1] + 1] = (0.2, 0.8, 0.1)
+    out[STAND[0]:STAND[1] + 1] = (0.1, 0.3, 0.9)
+    return out
 
 
 @dataclass
@@ -101,17 +112,26 @@ class SyntheticAnalysis:
     grid_heatmaps: torch.Tensor
     threshold: float = 0.5
     info: dict = field(default_factory=dict)
+    class_names: list | None = None
+    class_scores: np.ndarray | None = None
 
     def summary(self) -> dict:
-        return {"num_frames": len(self.scores), "max_score": float(self.scores.max()),
-                "frames_above_threshold": int((self.scores > 0.5).sum()), "num_tracks": len(self.tracks)}
+        out = {"num_frames": len(self.scores), "max_score": float(self.scores.max()),
+               "frames_above_threshold": int((self.scores > 0.5).sum()), "num_tracks": len(self.tracks)}
+        if self.class_names is not None:
+            above = self.scores > 0.5
+            ranking = sorted(({"name": name, "score": float(self.class_scores[above, k].mean()),
+                               "frames": int((self.class_scores[above, 1:].argmax(1) + 1 == k).sum())}
+                              for k, name in enumerate(self.class_names) if k), key=lambda r: -r["score"])
+            out.update({"top_category": ranking[0]["name"], "categories": ranking, "category_basis": "above_threshold"})
+        return out
 
     def frame_heatmaps(self, indices) -> torch.Tensor:
         grid = self.grid_heatmaps[np.asarray(indices)][:, None]
         return F.interpolate(grid, size=self.size, mode="bilinear", align_corners=False)[:, 0]
 
 
-def synthetic_analysis(video: Path, frames: np.ndarray) -> SyntheticAnalysis:
+def synthetic_analysis(video: Path, frames: np.ndarray, categories: bool = False) -> SyntheticAnalysis:
     from tvau_lightning.metrics.regions import heatmap_to_detections, link_boxes
     from tvau_lightning.report import ReportTrack
 
@@ -123,8 +143,13 @@ def synthetic_analysis(video: Path, frames: np.ndarray) -> SyntheticAnalysis:
     labels[WALK[0]:WALK[1] + 1] = 1
     info = {"ahd_checkpoint": "runs/ahd/best.ckpt", "backbone": "tiny_qwen2_5_vl", "frame_size": [96, 128],
             "clip_len": 8, "device": "cpu", "dtype": "float32"}
-    return SyntheticAnalysis(video, FPS, (HEIGHT, WIDTH), grid.reshape(len(grid), -1).max(axis=1).astype(np.float64),
-                             tracks, labels, torch.from_numpy(grid), info=info)
+    analysis = SyntheticAnalysis(video, FPS, (HEIGHT, WIDTH), grid.reshape(len(grid), -1).max(axis=1).astype(np.float64),
+                                 tracks, labels, torch.from_numpy(grid), info=info)
+    if categories:
+        analysis.class_names, analysis.class_scores = list(CATEGORY_NAMES), category_scores()
+        for t in tracks:
+            t.category = "Arson" if int(t.frames[0]) == WALK[0] else "Fighting"
+    return analysis
 
 
 @dataclass
@@ -135,12 +160,13 @@ class SyntheticReport:
     frames: np.ndarray
 
 
-def build_report(folder: Path, *, heatmap_media: str = "images", answers: dict | None = None) -> SyntheticReport:
+def build_report(folder: Path, *, heatmap_media: str = "images", answers: dict | None = None,
+                 categories: bool = False) -> SyntheticReport:
     from tvau_lightning.report import write_analyze_report
 
     frames = draw_frames()
     video = folder / "source" / "intruder.mp4"
-    analysis = synthetic_analysis(video, frames)
+    analysis = synthetic_analysis(video, frames, categories=categories)
     out = folder / "analyze"
     page = write_analyze_report(out, analysis=analysis, source=ArraySource(frames, video), answers=answers,
                                 heatmap_media=heatmap_media)

@@ -166,3 +166,25 @@ def test_real_video_analysis(tmp_path, scene):
     full = analysis.frame_heatmaps(np.arange(len(grid))).numpy()
     resized = np.stack([resize_map(m, (48, 64)) for m in full])
     assert np.abs(shortcut.numpy() - resized).mean() < 0.02 and size == (scene.HEIGHT, scene.WIDTH)
+
+
+def test_category_data_in_the_page(tmp_path, scene):
+    """A category AHD's analysis: each frame's top category (argmax over k ≥ 1 of the class scores) and colour,
+    the tracks' categories and the summary's ranking are embedded; a binary analysis embeds no categories."""
+    report = scene.build_report(tmp_path, categories=True)
+    data = page_data(report.page)
+    cats = data["categories"]
+    assert cats["names"] == scene.CATEGORY_NAMES
+    expected = ["Fighting" if scene.STAND[0] <= f <= scene.STAND[1] else "Arson" for f in range(scene.NUM_FRAMES)]
+    assert [cats["names"][k] for k in cats["frame"]] == expected  # outside the anomalies Arson (0.05) > Fighting (0.04)
+    scores = scene.category_scores()
+    assert cats["score"] == [round(float(scores[f, cats["frame"][f]]), 4) for f in range(scene.NUM_FRAMES)]
+    assert cats["colors"][0] is None and len(set(cats["colors"][1:])) == 2
+    walker = next(t for t in data["tracks"] if t["start"] == scene.WALK[0])
+    stander = next(t for t in data["tracks"] if t["start"] == scene.STAND[0])
+    assert (walker["category"], stander["category"]) == ("Arson", "Fighting")
+    # over the 30 frames above the threshold: Arson (18 × 0.8 + 12 × 0.3) / 30 = 0.6, Fighting 0.42
+    assert data["summary"]["top_category"] == "Arson"
+    assert [c["name"] for c in data["summary"]["categories"]] == ["Arson", "Fighting"]
+    plain = page_data(scene.build_report(tmp_path / "binary").page)
+    assert "categories" not in plain and all(t["category"] is None for t in plain["tracks"])

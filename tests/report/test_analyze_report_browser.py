@@ -204,3 +204,52 @@ def test_url_fragment_opens_at_a_frame(browser, synthetic_report):
         assert page.eval("document.getElementById('video').currentTime") == pytest.approx(30.5 / 12.0, abs=1e-3)
     finally:
         page.close()
+
+
+def test_categories_in_header_timeline_and_tracks(browser, tmp_path, scene):
+    """A category AHD's report: the top category chip, the readout's category of the current frame, the lane's
+    colour under each frame above the threshold (none below), the tooltip and the track list's categories."""
+    report = scene.build_report(tmp_path, categories=True)
+    page = browser.open(report.page.as_uri())
+    try:
+        page.wait_for("document.getElementById('video').readyState >= 2")
+        chips = page.eval("document.getElementById('chips').textContent")
+        assert "top category Arson" in chips
+        assert "Arson 0.60 (18 fr), Fighting 0.42 (12 fr)" in page.eval("document.getElementById('meta').textContent")
+        colors = page.eval("tvauReport.data.categories.colors")
+        for frame, name in ((20, "Arson"), (35, "Fighting")):
+            assert seek_and_wait(page, frame) == frame
+            assert page.eval("document.getElementById('readout').dataset.category") == name
+            assert name in page.eval("document.getElementById('readout').textContent")
+        lane = "document.getElementById('category-lane')"
+        width = page.eval(f"{lane}.width")
+        height = page.eval(f"{lane}.height")
+
+        def lane_pixel(frame: int) -> str:
+            x = int((frame + 0.5) * width / scene.NUM_FRAMES)
+            rgba = page.eval(f"Array.from({lane}.getContext('2d').getImageData({x}, {height // 2}, 1, 1).data)")
+            return "#{:02x}{:02x}{:02x}".format(*rgba[:3])
+
+        assert lane_pixel(20) == colors[1] and lane_pixel(35) == colors[2]
+        assert lane_pixel(5) == "#101114"  # below the threshold: no category drawn
+        r = rect(page, "#category-wrap")
+        x, y = r["left"] + r["width"] * 20.5 / scene.NUM_FRAMES, r["top"] + r["height"] / 2
+        page.eval(f"document.getElementById('category-wrap').dispatchEvent(new MouseEvent('mousemove', "
+                  f"{{clientX: {x}, clientY: {y}, bubbles: true}}))")
+        assert page.eval("document.getElementById('category-wrap').title") == "frame 20 · score 0.950 · Arson 0.80"
+        page.eval(f"document.getElementById('category-wrap').dispatchEvent(new MouseEvent('click', "
+                  f"{{clientX: {x}, clientY: {y}, bubbles: true}}))")
+        assert seek_and_wait(page) == 20
+        cells = page.eval("Array.from(document.querySelectorAll('#tracks td.category-col')).map(td => td.textContent)")
+        assert sorted(cells) == ["Arson", "Fighting"]
+        assert page.eval("document.querySelector('#tracks th.category-col').hidden") is False
+        page.drain(0.3)
+        assert page.console_errors() == []
+    finally:
+        page.close()
+
+
+def test_binary_report_has_no_category_lane(page):
+    assert page.eval("document.getElementById('category-wrap').hidden") is True
+    assert page.eval("document.querySelector('#tracks th.category-col').hidden") is True
+    assert page.eval("document.getElementById('readout').dataset.category") == ""

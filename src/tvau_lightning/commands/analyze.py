@@ -122,7 +122,8 @@ def analyze_main(argv: Sequence[str]) -> int:
     summary = json.loads((out / "summary.json").read_text())
     print(f"analyzed {summary['num_frames']} frames of {args.video}: max score {summary['max_score']:.3f}, "
           f"{summary['frames_above_threshold']} frames above {args.threshold}, {summary['num_tracks']} region tracks"
-          + (f", frame AUC {summary['frame_auc']:.3f}" if "frame_auc" in summary else ""))
+          + (f", frame AUC {summary['frame_auc']:.3f}" if "frame_auc" in summary else "")
+          + (f", top category {summary['top_category']}" if summary.get("top_category") else ""))
     if summary.get("rae_sampling"):
         sampling = summary["rae_sampling"]
         origin = {"checkpoint": "the RAE checkpoint's", "flags": "overridden", "default": "default"}[sampling["origin"]]

@@ -17,7 +17,12 @@ so a failure never leaves a partial result):
     band over ground-truth abnormal frames when labels are known) with a cursor on the current frame. Sides are
     padded by one black pixel where odd.
 ``scores.csv``
-    ``frame,score`` (``frame,score,label`` when labels are known), one row per frame, frames from 0.
+    ``frame,score`` (``frame,score,label`` when labels are known), one row per frame, frames from 0. With a weakly
+    supervised category AHD (``WeakAHDTask``; the checkpoint records its ``categories``) also ``category`` and
+    ``category_score`` after ``score``: the frame's top anomaly class and its class score, computed as
+    ``WeakAHDTask`` scores frames for its category metrics (the spatial max of ``p_k`` over the frame's grid,
+    :func:`~tvau_lightning.modules.category_ahd.frame_class_scores`); given for every frame, so read it together
+    with ``score``.
 ``regions.json``
     ::
 
@@ -30,7 +35,9 @@ so a failure never leaves a partial result):
                      "frames": [12, ...], "boxes": [[x1, y1, x2, y2], ...], "scores": [0.93, ...]}, ...]}
 
     Every frame is listed (``regions`` may be empty); ``track`` is the index into ``tracks``. A track holds one
-    box per frame over consecutive frames.
+    box per frame over consecutive frames. With a category AHD, frames also carry ``category``/``category_score``
+    (as in ``scores.csv``), regions the category with the highest class probability in the grid cells under
+    their box, and tracks their dominant ``category`` (:class:`RegionTrack`) and ``category_score``.
 ``answers.json`` (with ``--rae-ckpt``)
     ``{"video": str, "frames_used": [...], "fps": float, "sampling": {...}, "answers": [{"kind", "question",
     "answer", "source_frames", "citations"}, ...]}`` — the judgment, target, trajectory and temporal-anchor
@@ -46,7 +53,11 @@ so a failure never leaves a partial result):
 ``summary.json``
     what was run (checkpoints, frame size, clip length, device, dtype) and a few numbers (max score, frames
     above 0.5, regions, tracks, frame AUC when labels with both classes are known — frames ranked by the AHD's
-    unsaturated logit gap, as in ``tvau test``).
+    unsaturated logit gap, as in ``tvau test``). With a category AHD: ``class_names``, ``top_category`` (and
+    ``top_category_score``) and ``categories``, the per-video ranking ``[{"name", "score", "frames", "max"}]``:
+    a category's score is the mean of its frame class score over the frames above the threshold (``category_basis:
+    "above_threshold"``; over all frames, ``"all"``, when none is), ``frames`` how many of those frames it tops
+    (:meth:`VideoAnalysis.category_ranking`).
 
 Labels (for ``scores.csv``, the strip and the AUC) come from ``--labels`` (a ``.npy`` of per-frame 0/1, a
 UBnormal ``*_tracks.txt`` or a text file of 0/1 per frame), or are found beside the video when it sits in a
@@ -102,17 +113,26 @@ class RegionTrack:
         frames: ``(n,)`` frame numbers, consecutive.
         boxes: ``(n, 4)`` int64 inclusive ``(x1, y1, x2, y2)`` in original pixels.
         scores: ``(n,)`` region scores (max heatmap value inside the region).
+        category: the track's dominant category (category AHD only, else ``None``): the argmax over categories of
+            the sum, over its regions, of each category's highest class probability in the grid cells under the box.
+        category_score: the mean over its regions of that category's highest class probability under the box.
     """
 
     track_id: int
     frames: np.ndarray
     boxes: np.ndarray
     scores: np.ndarray
+    category: str | None = None
+    category_score: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.track_id, "start": int(self.frames[0]), "end": int(self.frames[-1]),
-                "max_score": round(float(self.scores.max()), 6), "frames": self.frames.tolist(),
-                "boxes": self.boxes.tolist(), "scores": [round(float(s), 6) for s in self.scores]}
+        out = {"id": self.track_id, "start": int(self.frames[0]), "end": int(self.frames[-1]),
+               "max_score": round(float(self.scores.max()), 6), "frames": self.frames.tolist(),
+               "boxes": self.boxes.tolist(), "scores": [round(float(s), 6) for s in self.scores]}
+        if self.category is not None:
+            out["category"] = self.category
+            out["category_score"] = round(float(self.category_score or 0.0), 6)
+        return out
 
 
 @dataclass
@@ -135,6 +155,13 @@ class VideoAnalysis:
         info: what was run (checkpoints, frame size, device …), merged into the summary.
         rank_scores: ``(N,)`` the unsaturated frame scores (spatial max of the AHD's logit gap) that rank frames
             for the AUC; ``None`` when the heatmap model gave heatmaps only (then :attr:`scores` rank).
+        class_names: a category AHD's class names (index 0 = normal); ``None`` for the binary AHD (then the
+            three fields below are ``None`` and no output mentions categories).
+        class_scores: ``(N, K)`` per-frame class scores, as ``WeakAHDTask`` scores frames
+            (:func:`~tvau_lightning.modules.category_ahd.frame_class_scores`: the spatial max of ``p_k`` over the
+            frame's grid; normal: ``1 − max heatmap``).
+        detection_class_scores: ``(m, K)`` per detection, each class's highest probability in the grid cells under
+            its box.
     """
 
     video: Path
@@ -150,10 +177,42 @@ class VideoAnalysis:
     link_iou: float = 0.1
     info: dict[str, Any] = field(default_factory=dict)
     rank_scores: np.ndarray | None = None
+    class_names: list[str] | None = None
+    class_scores: np.ndarray | None = None
+    detection_class_scores: np.ndarray | None = None
 
     @property
     def num_frames(self) -> int:
         return int(self.scores.shape[0])
+
+    @property
+    def has_categories(self) -> bool:
+        return self.class_names is not None and self.class_scores is not None
+
+    def frame_categories(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(index (N,) int64, score (N,))``: each frame's top anomaly class (argmax of :attr:`class_scores` over
+        the categories ``k ≥ 1``, an index into :attr:`class_names`) and its class score."""
+        if not self.has_categories:
+            raise ValueError("this analysis has no categories (a binary AHD)")
+        anomalous = self.class_scores[:, 1:]
+        index = anomalous.argmax(axis=1)
+        return index + 1, anomalous[np.arange(len(index)), index]
+
+    def category_ranking(self) -> tuple[list[dict[str, Any]], str]:
+        """The video's categories ranked, and the frames it is over: each category ``k ≥ 1`` scored by the **mean
+        of its frame class score over the frames above the threshold** (``basis = "above_threshold"``; over every
+        frame, ``"all"``, when none is above), with ``frames`` the number of those frames whose top category it is
+        and ``max`` its highest frame class score anywhere. Returns ``([{"name", "score", "frames", "max"}, …]
+        best first, basis)``."""
+        index, _ = self.frame_categories()
+        above = self.scores > self.threshold
+        basis = "above_threshold" if above.any() else "all"
+        keep = above if above.any() else np.ones_like(above)
+        ranking = [{"name": self.class_names[k], "score": round(float(self.class_scores[keep, k].mean()), 6),
+                    "frames": int((index[keep] == k).sum()), "max": round(float(self.class_scores[:, k].max()), 6)}
+                   for k in range(1, len(self.class_names))]
+        ranking.sort(key=lambda r: (-r["score"], -r["frames"]))
+        return ranking, basis
 
     def frame_heatmaps(self, indices: Sequence[int] | np.ndarray | slice) -> torch.Tensor:
         """Heatmaps ``(n, H, W)`` of the given frames at the source size (bilinear, as for the scores)."""
@@ -173,9 +232,19 @@ class VideoAnalysis:
         frames = []
         for f in range(self.num_frames):
             boxes, scores, ids = self.frame_regions(f)
-            frames.append({"frame": f, "score": round(float(self.scores[f]), 6),
-                           "regions": [{"box": b.tolist(), "score": round(float(s), 6), "track": int(t)}
-                                       for b, s, t in zip(boxes, scores, ids)]})
+            regions = [{"box": b.tolist(), "score": round(float(s), 6), "track": int(t)}
+                       for b, s, t in zip(boxes, scores, ids)]
+            if self.has_categories and self.detection_class_scores is not None:
+                lo = int(np.searchsorted(self.detections[:, 0], f))
+                for i, region in enumerate(regions):
+                    row = self.detection_class_scores[lo + i]
+                    k = int(row[1:].argmax()) + 1
+                    region["category"], region["category_score"] = self.class_names[k], round(float(row[k]), 6)
+            entry: dict[str, Any] = {"frame": f, "score": round(float(self.scores[f]), 6)}
+            if self.has_categories:
+                k = int(self.class_scores[f, 1:].argmax()) + 1
+                entry["category"], entry["category_score"] = self.class_names[k], round(float(self.class_scores[f, k]), 6)
+            frames.append({**entry, "regions": regions})
         return {
             "video": str(self.video), "num_frames": self.num_frames, "fps": self.fps,
             "height": self.size[0], "width": self.size[1],
@@ -185,12 +254,17 @@ class VideoAnalysis:
         }
 
     def scores_csv(self) -> str:
-        """``frame,score[,label]`` with one row per frame."""
+        """``frame,score[,category,category_score][,label]`` with one row per frame (categories: a category AHD's
+        top anomaly class of each frame, :meth:`frame_categories`)."""
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["frame", "score"] + (["label"] if self.labels is not None else []))
+        categories = self.frame_categories() if self.has_categories else None
+        writer.writerow(["frame", "score"] + (["category", "category_score"] if categories is not None else [])
+                        + (["label"] if self.labels is not None else []))
         for f in range(self.num_frames):
             row: list[Any] = [f, f"{self.scores[f]:.6f}"]
+            if categories is not None:
+                row += [self.class_names[int(categories[0][f])], f"{categories[1][f]:.6f}"]
             if self.labels is not None:
                 row.append(int(self.labels[f]))
             writer.writerow(row)
@@ -205,6 +279,10 @@ class VideoAnalysis:
             "frames_above_threshold": int((self.scores > self.threshold).sum()),
             "num_regions": int(self.detections.shape[0]), "num_tracks": len(self.tracks),
         }
+        if self.has_categories:
+            ranking, basis = self.category_ranking()
+            out.update({"top_category": ranking[0]["name"], "top_category_score": ranking[0]["score"],
+                        "category_basis": basis, "categories": ranking})
         if self.labels is not None:
             out["abnormal_frames_labelled"] = int(self.labels.sum())
             if 0 < self.labels.sum() < self.num_frames:
@@ -236,6 +314,32 @@ def link_detections(detections: np.ndarray, link_iou: float = 0.1) -> tuple[list
         ids[members] = track_id
         tracks.append(RegionTrack(track_id, track[:, 0].copy(), track[:, 1:].copy(), detections[members, 5].copy()))
     return tracks, ids
+
+
+def box_class_scores(class_maps: torch.Tensor, boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Each class's highest probability in the grid cells under each box: ``class_maps (K, H', W')`` of one frame,
+    ``boxes (k, 4)`` inclusive ``(x1, y1, x2, y2)`` in pixels of a ``size = (H, W)`` frame → ``(k, K)``. Cell
+    ``(i, j)`` covers the pixels ``[i·H/H', (i+1)·H/H') × [j·W/W', (j+1)·W/W')``."""
+    classes, grid_h, grid_w = class_maps.shape
+    out = np.zeros((len(boxes), classes), dtype=np.float64)
+    maps = class_maps.float().cpu()
+    for i, (x1, y1, x2, y2) in enumerate(np.asarray(boxes, dtype=np.int64).reshape(-1, 4)):
+        r0, r1 = (min(grid_h - 1, max(0, int(v) * grid_h // size[0])) for v in (y1, y2))
+        c0, c1 = (min(grid_w - 1, max(0, int(v) * grid_w // size[1])) for v in (x1, x2))
+        out[i] = maps[:, r0:r1 + 1, c0:c1 + 1].amax(dim=(1, 2)).numpy()
+    return out
+
+
+def track_categories(tracks: Sequence[RegionTrack], track_ids: np.ndarray, detection_class_scores: np.ndarray,
+                     class_names: Sequence[str]) -> None:
+    """Set each track's dominant ``category`` and ``category_score`` (:class:`RegionTrack`) from its detections'
+    class scores ``(m, K)``."""
+    for track in tracks:
+        rows = detection_class_scores[track_ids == track.track_id]
+        if len(rows) == 0:
+            continue
+        k = int(rows[:, 1:].sum(axis=0).argmax()) + 1
+        track.category, track.category_score = str(class_names[k]), float(rows[:, k].mean())
 
 
 def analyze_video(
@@ -281,12 +385,20 @@ def analyze_video(
     scores = np.zeros(total, dtype=np.float64)
     rank_scores = np.zeros(total, dtype=np.float64)
     ranked = hasattr(predictor, "predict")
+    class_names = getattr(predictor, "class_names", None) if hasattr(predictor, "predict_classes") else None
+    class_scores = None if class_names is None else np.zeros((total, len(class_names)), dtype=np.float64)
     detections: list[np.ndarray] = []
+    detection_classes: list[np.ndarray] = []
     for start in range(0, len(plans), batch_size):
         batch_plans = plans[start:start + batch_size]
         clips = [pad_last(resize_frames(source.read(p), frame_size), clip_len) for p in batch_plans]
         batch = torch.stack(clips)
-        if hasattr(predictor, "predict"):
+        clip_classes = class_maps = None
+        if class_names is not None:
+            heat, logit, clip_classes, class_maps = predictor.predict_classes(batch)
+            clip_classes = clip_classes.cpu().numpy()
+            class_maps = steps_to_frames(class_maps, temporal_factor=factor, num_frames=clip_len).cpu()
+        elif hasattr(predictor, "predict"):
             heat, logit = predictor.predict(batch)
         else:  # a plain callable: heatmaps only, ranked by themselves
             heat, logit = predictor(batch).float(), None
@@ -304,17 +416,32 @@ def analyze_video(
             scores[plan] = clip_scores[b, :n]
             if clip_ranks is not None:
                 rank_scores[plan] = clip_ranks[b, :n]
-            detections.append(heatmap_to_detections(full[b, :n], plan, (height, width), threshold=threshold))
+            found = heatmap_to_detections(full[b, :n], plan, (height, width), threshold=threshold)
+            detections.append(found)
+            if class_maps is not None:
+                class_scores[plan] = clip_classes[b, :n]
+                position = {int(f): j for j, f in enumerate(plan)}
+                detection_classes.append(np.concatenate(
+                    [box_class_scores(class_maps[b, position[int(row[0])]], row[None, 1:5], (height, width))
+                     for row in found]) if len(found) else np.zeros((0, len(class_names))))
         if on_frames is not None:
             on_frames(sum(len(p) for p in batch_plans))
     rows = np.concatenate(detections) if detections else np.zeros((0, 6))
-    rows = rows[np.argsort(rows[:, 0], kind="stable")]
+    order = np.argsort(rows[:, 0], kind="stable")
+    rows = rows[order]
     tracks, track_ids = link_detections(rows, link_iou)
+    row_classes = None
+    if class_names is not None:
+        row_classes = (np.concatenate(detection_classes) if detection_classes else
+                       np.zeros((0, len(class_names))))[order]
+        track_categories(tracks, track_ids, row_classes, class_names)
     return VideoAnalysis(
         video=Path(source.path), fps=float(source.fps), size=(height, width), grid_heatmaps=torch.cat(grids),
         scores=scores, detections=rows, detection_tracks=track_ids, tracks=tracks,
         labels=None if labels is None else np.asarray(labels, dtype=np.int64), threshold=threshold,
         link_iou=link_iou, rank_scores=rank_scores if ranked else None,
+        class_names=None if class_names is None else list(class_names), class_scores=class_scores,
+        detection_class_scores=row_classes,
     )
 
 
@@ -344,6 +471,7 @@ def overlay_frames(
     strip = score_strip(analysis.scores, width, strip_height(height), labels=analysis.labels,
                         threshold=analysis.threshold) if with_strip else None
     thickness = max(1, min(height, width) // 120)
+    categories = analysis.frame_categories()[0] if analysis.has_categories else None
     for start in range(0, n, chunk):
         indices = np.arange(start, min(n, start + chunk))
         frames = source.read(indices)
@@ -351,6 +479,8 @@ def overlay_frames(
         for k, f in enumerate(indices.tolist()):
             boxes, _, ids = analysis.frame_regions(f)
             label = f"frame {f}/{n - 1}  score {analysis.scores[f]:.2f}"
+            if categories is not None and analysis.scores[f] > analysis.threshold:
+                label += f"  {analysis.class_names[int(categories[f])]}"
             bar = None if strip is None else strip_cursor(strip, f, n, label)
             yield decorate_frame(blended[k], boxes.tolist(), track_ids=ids.tolist(), strip=bar, thickness=thickness)
 

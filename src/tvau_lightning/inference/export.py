@@ -1,10 +1,10 @@
 """Turning trained checkpoints into self-contained model folders for sharing and later stages.
 
 * :func:`export_checkpoint` (``tvau export``) writes a trained head the Hugging Face way: ``config.json`` (task,
-  hyper-parameters, backbone family and fingerprint, layers, sampling) and ``model.safetensors`` (the trained
-  weights: AHD; for stage 2 RAE, markers and LoRA), plus for stage 2 the frozen stage-1 model in ``ahd/`` and a
-  peft adapter folder ``adapter/`` (``adapter_config.json``, ``adapter_model.safetensors``) that loads with peft
-  alone. Every loader reads such a folder wherever it reads a ``.ckpt``
+  hyper-parameters, backbone family and fingerprint, layers, sampling, a category AHD's ``class_names``) and
+  ``model.safetensors`` (the trained weights: AHD; for stage 2 RAE, markers and LoRA), plus for stage 2 the
+  frozen stage-1 model in ``ahd/`` and a peft adapter folder ``adapter/`` (``adapter_config.json``,
+  ``adapter_model.safetensors``) that loads with peft alone. Every loader reads such a folder wherever it reads a ``.ckpt``
   (:func:`~tvau_lightning.checkpoints.read_checkpoint`): ``load_ahd``/``AnomalyHeatmapModel.from_pretrained``,
   ``load_rae_task``, ``tvau analyze/chat --ckpt DIR``.
 * :func:`merge_lora_checkpoint` (``tvau merge-lora``) folds a stage-2 checkpoint's LoRA into its backbone and
@@ -65,6 +65,8 @@ def _write_export(folder: Path, ckpt: Mapping[str, Any], hparams: Mapping[str, A
                      "frame_stride": dm.get("frame_stride"), "sample_fps": dm.get("sample_fps"),
                      "min_frames": dm.get("min_frames"), "max_frames": dm.get("max_frames")},
         "prototype_mode": hparams.get("text_embedding_mode"),
+        # a weakly supervised category AHD: the name of each prototype row, 0 = normal (also in hyper_parameters)
+        "class_names": plain_data(hparams.get("categories")),
     }
     (folder / EXPORT_CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 

@@ -34,6 +34,7 @@ from tvau_lightning.checkpoints import (
 )
 from tvau_lightning.inference.session import DialogueSampling, resolve_sampling
 from tvau_lightning.modules.anomaly_model import AnomalyHeatmapModel, load_ahd
+from tvau_lightning.modules.category_ahd import frame_class_scores
 
 
 @dataclass
@@ -197,9 +198,10 @@ class HeatmapPredictor:
     ``heatmap_model``, e.g. the frozen AHD inside an ``RAETask``).
 
     Call it with clips ``(B, T, H, W, 3)`` uint8 (at the model's frame size) → heatmaps ``(B, T', H', W')``
-    float32 in [0, 1]; :meth:`predict` also returns the unsaturated scores. One grid step covers
-    :attr:`temporal_factor` frames. Tower and head run under the autocast training used: the backbone's dtype
-    when it is bf16/fp16, none in fp32.
+    float32 in [0, 1]; :meth:`predict` also returns the unsaturated scores, and for a category AHD
+    (:attr:`class_names` not ``None``) :meth:`predict_classes` the per-frame class scores and class maps too. One
+    grid step covers :attr:`temporal_factor` frames. Tower and head run under the autocast training used: the
+    backbone's dtype when it is bf16/fp16, none in fp32.
     """
 
     def __init__(self, model: Any) -> None:
@@ -230,6 +232,24 @@ class HeatmapPredictor:
 
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
         return self.predict(frames)[0]
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """The class names (index 0 = normal) of a weakly supervised category AHD, ``None`` for the binary AHD."""
+        return self.model.class_names
+
+    @torch.inference_mode()
+    def predict_classes(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """For a category AHD (:attr:`class_names`): ``(heatmap, scores, frame_class_scores, class_maps)`` of uint8
+        clips ``(B, T, H, W, 3)``, float32 — :meth:`predict`'s two, the per-frame class scores ``(B, T, K)`` as
+        ``WeakAHDTask`` scores frames (:func:`~tvau_lightning.modules.category_ahd.frame_class_scores`), and the
+        class probability maps ``(B, T', K, H', W')`` (softmax over the classes per cell)."""
+        if self.class_names is None:
+            raise ValueError("this AHD is binary: it has no categories (use predict)")
+        with self._autocast():
+            out = self.model(frames.to(self.device))
+        classes = frame_class_scores(out, temporal_factor=self.temporal_factor, num_frames=int(frames.shape[1]))
+        return out.heatmap.float(), out.scores.float(), classes, out.logits.float().softmax(dim=2)
 
 
 @dataclass
@@ -295,6 +315,8 @@ def load_models(*, ckpt: str | None, rae_ckpt: str | None, backbone: str | None 
                               "the heatmaps")
     info.update({"ahd_checkpoint": None if ahd_path is None else str(ahd_path), "frame_size": list(size),
                  "clip_len": int(length), "backbone": str(heatmaps.backbone.config.path)})
+    if heatmaps.class_names is not None:
+        info["class_names"] = list(heatmaps.class_names)
     models = LoadedModels(heatmaps, (int(size[0]), int(size[1])), int(length), rae=rae, info=info)
     if rae is not None and sampling is not None:
         models.warnings = warnings

@@ -41,17 +41,25 @@ class AnomalyHeatmapModel(nn.Module):
         backbone: the backbone adapter (frozen; vision-only is enough for stage 1).
         ahd: the decoder, one projection per entry of ``layers``.
         layers: the vision layers the AHD reads, in the decoder's order.
+        class_names: the name of each of the decoder's ``K`` classes (index 0 = normal) for a weakly supervised
+            category AHD (``WeakAHDTask``'s ``categories``); ``None`` for the binary AHD.
     """
 
-    def __init__(self, backbone: BackboneAdapter, ahd: AnomalyHeatmapDecoder, layers: Sequence[int]) -> None:
+    def __init__(self, backbone: BackboneAdapter, ahd: AnomalyHeatmapDecoder, layers: Sequence[int],
+                 class_names: Sequence[str] | None = None) -> None:
         super().__init__()
         layers = [int(i) for i in layers]
         if len(layers) != ahd.num_layers:
             raise ValueError(f"the AHD has {ahd.num_layers} layer projections but {len(layers)} layers were given "
                              f"({layers})")
+        if class_names is not None and len(class_names) != ahd.num_classes:
+            raise ValueError(f"the AHD has {ahd.num_classes} classes but {len(class_names)} class names were given "
+                             f"({list(class_names)})")
         self.backbone = backbone
         self.ahd = ahd
         self.layers = layers
+        #: the class names (index 0 = normal) of a category AHD, ``None`` for the binary one
+        self.class_names: list[str] | None = None if class_names is None else [str(c) for c in class_names]
 
     @classmethod
     def build(
@@ -156,6 +164,20 @@ def stored_layers(hparams: Mapping[str, Any]) -> list[int] | None:
     return [int(i) for i in layers] if layers else None
 
 
+def stored_class_names(hparams: Mapping[str, Any], num_classes: int, where: Any = "<checkpoint>") -> list[str] | None:
+    """The class names (index 0 = normal) a weakly supervised category checkpoint records (``WeakAHDTask``'s
+    ``categories`` hyper-parameter, which a ``tvau export`` folder's ``config.json`` keeps too), ``None`` for a
+    binary AHD checkpoint."""
+    names = hparams.get("categories")
+    if names is None:
+        return None
+    names = [str(c) for c in names]
+    if len(names) != num_classes:
+        raise CheckpointError(f"{where} names {len(names)} categories {names} but its AHD has {num_classes} class "
+                              "prototypes; the checkpoint is inconsistent")
+    return names
+
+
 def load_ahd(
     checkpoint: str | os.PathLike[str] | Mapping[str, Any],
     *,
@@ -166,6 +188,9 @@ def load_ahd(
     source: str | os.PathLike[str] | None = None,
 ) -> AnomalyHeatmapModel:
     """Rebuild the stage-1 model (AHD weights + prototypes + layers) from a stage-1 checkpoint, in eval mode.
+
+    A weakly supervised category checkpoint gives a ``C + 1``-class decoder and its :attr:`~AnomalyHeatmapModel.class_names`
+    (:func:`stored_class_names`).
 
     Args:
         checkpoint: the ``.ckpt`` path or a ``tvau export`` folder, or the checkpoint already read with
@@ -207,4 +232,5 @@ def load_ahd(
     if len(layers) != ahd.num_layers:
         raise CheckpointError(f"{where}: the AHD has {ahd.num_layers} layer projections but its backbone config "
                               f"names the vision layers {layers}; the checkpoint is inconsistent")
-    return AnomalyHeatmapModel(backbone, ahd.requires_grad_(False), layers).eval()
+    return AnomalyHeatmapModel(backbone, ahd.requires_grad_(False), layers,
+                               class_names=stored_class_names(hparams, ahd.num_classes, where)).eval()

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from tvau_lightning.modules.ahd import AHDOutput, AnomalyHeatmapDecoder
+from tvau_lightning.modules.grid import steps_to_frames
 from tvau_lightning.modules.prompts import PromptBank
 
 
@@ -44,6 +45,22 @@ class CategoryHeatmapDecoder(AnomalyHeatmapDecoder):
     def __init__(self, vision_dims: Sequence[int], text_dim: int, num_classes: int, **kwargs: Any) -> None:
         kwargs.pop("frame_head", None)  # the binary frame head has no meaning for K classes
         super().__init__(vision_dims, text_dim, num_classes=num_classes, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------- frame scores
+def step_class_scores(out: AHDOutput) -> torch.Tensor:
+    """Per-grid-step class scores ``(B, T', K)`` float32: for a category ``k ≥ 1`` the spatial max of ``p_k`` over
+    the step's grid, for normal ``1 − max heatmap`` (the normal probability of the most anomalous cell)."""
+    probs = out.logits.float().softmax(dim=2).flatten(3).amax(dim=3)  # (B, T', K)
+    probs[:, :, 0] = 1.0 - out.heatmap.float().flatten(2).amax(dim=2)
+    return probs
+
+
+def frame_class_scores(out: AHDOutput, *, temporal_factor: int, num_frames: int) -> torch.Tensor:
+    """Per-frame class scores ``(B, T, K)`` (:func:`step_class_scores`, each grid step over the ``temporal_factor``
+    frames it covers): what ``WeakAHDTask`` ranks frames by for its category metrics and ``tvau analyze`` writes.
+    A frame's category is the argmax over ``k ≥ 1``."""
+    return steps_to_frames(step_class_scores(out), temporal_factor=temporal_factor, num_frames=num_frames)
 
 
 # --------------------------------------------------------------------------------------------- prototypes

@@ -97,11 +97,12 @@ def fill_feature_cache(
             num_workers=getattr(datamodule, "num_workers", 0) if num_workers is None else num_workers,
             collate_fn=getattr(datamodule, "clip_collate", lambda: collate_clips)(),
         )
-        # resize_on: device — the clips come at the source size; resize them on the model's device, as the Trainer does
+        # resize_on: device — the clips come at the source size (device_yuv420: as YUV 4:2:0); convert and resize
+        # them on the model's device, as the Trainer does
         to_size = getattr(datamodule, "frames_to_size", None)
         advance = on_clips(f"caching {split}", len(todo)) if on_clips is not None else None
         for batch in loader:
-            frames = batch.frames if to_size is None else to_size(batch.frames.to(model.device))
+            frames = batch.frames if to_size is None else to_size(batch.frames.to(model.device), batch.frames_colour)
             _, vision = model.encode(frames)
             features = model.layer_features(vision)
             for b, video_id in enumerate(batch.video_id):

@@ -17,6 +17,11 @@ The stage-2 answers show each time reference ``tvau analyze`` resolved (``answer
 frame 3" of the frames the model saw, or "2.5 s" from the first, as source frames) as a button that seeks the
 video there; the timeline marks the span an answer's references cover.
 
+With a weakly supervised category AHD the header names the video's top category and ranking (``summary.json``'s
+``top_category``/``categories``), a lane under the timeline colours each frame above the threshold by its top
+category (its name with the current frame, and as the pointer's tooltip), and the track list gives each track's
+dominant category.
+
 The page is independent of how the analysis was computed: :func:`write_analyze_report` takes anything shaped like
 ``inference.analyze.VideoAnalysis`` (see :class:`AnalysisLike`), :func:`write_report` plain data.
 """
@@ -56,6 +61,10 @@ MEDIA_DIR = "report_media"
 #: box colours per track, cycled: those of the overlay video (``visualize.TRACK_COLORS``) as CSS colours
 TRACK_COLORS = tuple("#{:02x}{:02x}{:02x}".format(*rgb) for rgb in TRACK_RGB)
 
+#: category colours of the timeline's category lane, cycled over the categories ``k ≥ 1`` (index ``k − 1``)
+CATEGORY_COLORS = ("#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6",
+                   "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#aaffc3", "#800000", "#808000")
+
 
 @dataclass
 class ReportTrack:
@@ -66,12 +75,14 @@ class ReportTrack:
         frames: ``(n,)`` frame numbers.
         boxes: ``(n, 4)`` inclusive ``(x1, y1, x2, y2)`` in source pixels.
         scores: ``(n,)`` region scores.
+        category: the track's dominant category (a category AHD), else ``None``.
     """
 
     track_id: int
     frames: np.ndarray
     boxes: np.ndarray
     scores: np.ndarray
+    category: str | None = None
 
     @property
     def peak(self) -> int:
@@ -94,7 +105,11 @@ class AnalyzeReport:
         answers: stage-2 answers ``[{"kind", "question", "answer", "frames": [first, last]?, "parts", "cited"}]``
             (:func:`normalize_answers`).
         info: what was run (checkpoints, backbone, frame size, clip length, …), shown in the header.
-        summary: numbers shown in the header (max score, frames above threshold, AUC, …).
+        summary: numbers shown in the header (max score, frames above threshold, AUC, …; with a category AHD
+            ``top_category`` and the ``categories`` ranking).
+        class_names: a category AHD's class names (index 0 = normal), else ``None``.
+        class_scores: ``(N, K)`` per-frame class scores of a category AHD: each frame's top category (argmax over
+            ``k ≥ 1``) is drawn on the timeline's category lane and shown with the current frame.
     """
 
     video: str
@@ -107,6 +122,8 @@ class AnalyzeReport:
     answers: list[dict[str, Any]] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
+    class_names: list[str] | None = None
+    class_scores: np.ndarray | None = None
 
     @property
     def num_frames(self) -> int:
@@ -219,14 +236,24 @@ def _page_data(report: AnalyzeReport, heat: Any, media: str) -> dict[str, Any]:
             "start": int(t.frames[0]), "end": int(t.frames[-1]), "peak": round(float(t.scores[peak]), 4),
             "peak_frame": int(t.frames[peak]), "thumb": f"{media}/track_{int(t.track_id)}.jpg",
             "frames": [int(f) for f in t.frames], "boxes": np.asarray(t.boxes).astype(int).tolist(),
+            "category": getattr(t, "category", None),
         })
+    categories = None
+    if report.class_names is not None and report.class_scores is not None:
+        class_scores = np.asarray(report.class_scores, dtype=np.float64)
+        top = class_scores[:, 1:].argmax(axis=1) + 1
+        categories = {"names": list(report.class_names),
+                      "colors": [None] + [CATEGORY_COLORS[(k - 1) % len(CATEGORY_COLORS)]
+                                          for k in range(1, len(report.class_names))],
+                      "frame": [int(k) for k in top],
+                      "score": [round(float(class_scores[f, k]), 4) for f, k in enumerate(top)]}
     return {
         "video": report.video, "fps": float(report.fps), "num_frames": report.num_frames,
         "width": width, "height": height, "video_width": video_w, "video_height": video_h,
         "src": f"{media}/video.mp4", "scores": [round(float(s), 4) for s in report.scores],
         "label_ranges": label_ranges(report.labels), "has_labels": report.labels is not None,
         "threshold": float(report.threshold), "tracks": tracks, "answers": report.answers,
-        "info": report.info, "summary": report.summary,
+        "info": report.info, "summary": report.summary, **({"categories": categories} if categories else {}),
         "heatmap": {"mode": heat.mode, "width": heat.size[1], "height": heat.size[0],
                     "src": f"{media}/heatmap.mp4" if heat.mode == "video" else f"{media}/heatmap/",
                     "starts": heat.starts},
@@ -315,14 +342,18 @@ def write_analyze_report(out_dir: str | os.PathLike[str], *, analysis: AnalysisL
     n = len(analysis.scores)
     if source.num_frames != n:
         raise ValueError(f"{source.path} has {source.num_frames} frames, the analysis {n}")
-    tracks = [ReportTrack(int(t.track_id), as_numpy(t.frames), as_numpy(t.boxes), as_numpy(t.scores))
-              for t in analysis.tracks]
+    tracks = [ReportTrack(int(t.track_id), as_numpy(t.frames), as_numpy(t.boxes), as_numpy(t.scores),
+                          category=getattr(t, "category", None)) for t in analysis.tracks]
+    class_names = getattr(analysis, "class_names", None)
+    class_scores = getattr(analysis, "class_scores", None)
     labels = None if analysis.labels is None else as_numpy(analysis.labels)
     report = AnalyzeReport(
         video=str(analysis.video), fps=float(analysis.fps), size=tuple(analysis.size), scores=as_numpy(analysis.scores),
         tracks=tracks, labels=labels, threshold=float(analysis.threshold),
         answers=normalize_answers(answers, float(analysis.fps), n), info=dict(analysis.info),
         summary=dict(summary if summary is not None else analysis.summary()),
+        class_names=None if class_names is None or class_scores is None else list(class_names),
+        class_scores=None if class_names is None or class_scores is None else as_numpy(class_scores),
     )
 
     def frames() -> Iterator[torch.Tensor]:

@@ -35,9 +35,10 @@ from tvau_lightning.modules.category_ahd import (
     binary_mil_loss,
     category_mil_loss,
     category_sentences,
+    frame_class_scores,
     temporal_regularisers,
 )
-from tvau_lightning.modules.grid import downsample_masks, downsample_valid, steps_to_frames, upsample_scores
+from tvau_lightning.modules.grid import downsample_masks, downsample_valid, upsample_scores
 from tvau_lightning.modules.prompts import PromptBank
 from tvau_lightning.tasks.base import HeatmapTask
 
@@ -104,11 +105,11 @@ class WeakAHDTask(HeatmapTask):
         decoder = CategoryHeatmapDecoder([tower.vision_hidden_size] * len(layers), tower.text_hidden_size,
                                          num_classes=len(categories), hidden_dim=hidden_dim, logit_scale=logit_scale,
                                          learnable_scale=learnable_scale, fusion=fusion)
-        self.adopt_heatmap_model(AnomalyHeatmapModel(tower, decoder, layers))
+        self.adopt_heatmap_model(AnomalyHeatmapModel(tower, decoder, layers, class_names=self.categories))
         decoder.set_prototypes(self.compute_prototypes())
         if not vision_only:
             vision = load_backbone(backbone, vision_only=True).freeze().eval()
-            self.adopt_heatmap_model(AnomalyHeatmapModel(vision, decoder, layers))
+            self.adopt_heatmap_model(AnomalyHeatmapModel(vision, decoder, layers, class_names=self.categories))
         self.val_metrics = self._make_metrics()
         self.test_metrics = self._make_metrics()
 
@@ -160,10 +161,9 @@ class WeakAHDTask(HeatmapTask):
 
     def frame_class_scores(self, out: AHDOutput, num_frames: int) -> torch.Tensor:
         """Per-frame class scores ``(B, T, K)``: the spatial max of ``p_k`` for categories, ``1 − max heatmap``
-        for normal."""
-        probs = out.logits.softmax(dim=2).flatten(3).amax(dim=3)  # (B, T', K)
-        probs[:, :, 0] = 1.0 - out.heatmap.flatten(2).amax(dim=2)
-        return steps_to_frames(probs, temporal_factor=self.temporal_factor, num_frames=num_frames)
+        for normal (:func:`~tvau_lightning.modules.category_ahd.frame_class_scores`, which ``tvau analyze`` uses
+        too)."""
+        return frame_class_scores(out, temporal_factor=self.temporal_factor, num_frames=num_frames)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[IDENTITY_KEY] = backbone_identity(self.backbone, self.layers)

@@ -34,8 +34,15 @@
       .filter(Boolean).join(", ") || "—"],
   ];
   if (info.labels_from) meta.push(["labels", info.labels_from]);
+  // a weakly supervised category AHD: the video's categories ranked (summary.json's "categories")
+  const cats = D.categories || null;
+  if (cats && summary.categories) {
+    const basis = summary.category_basis === "all" ? "all frames" : `frames > ${D.threshold}`;
+    meta.push(["categories", summary.categories.slice(0, 5)
+      .map((c) => `${c.name} ${fmt(c.score, 2)}${c.frames ? ` (${c.frames} fr)` : ""}`).join(", ") + ` — mean over ${basis}`]);
+  }
   for (const [k, v] of meta) { $("meta").append(el("dt", {}, k), el("dd", {}, v)); }
-  const chips = [["max score", summary.max_score, 3], [`frames > ${D.threshold}`, summary.frames_above_threshold],
+  const chips = [["top category", summary.top_category], ["max score", summary.max_score, 3], [`frames > ${D.threshold}`, summary.frames_above_threshold],
     ["regions", summary.num_regions], ["tracks", summary.num_tracks], ["frame AUC", summary.frame_auc, 3],
     ["abnormal frames (GT)", summary.abnormal_frames_labelled], ["seconds", summary.seconds, 1]];
   for (const [k, v, d] of chips) {
@@ -131,6 +138,43 @@
     }
   }
   if (!D.has_labels) { $("legend-gt").hidden = true; $("legend-gt-text").hidden = true; }
+
+  // ---- category lane: each frame above the threshold coloured by its top category ---------------------
+  const lane = $("category-lane");
+  const categoryText = (f) => (cats ? `${cats.names[cats.frame[f]]} ${fmt(cats.score[f], 2)}` : "");
+  function drawLane() {
+    if (!cats) return;
+    const dpr = window.devicePixelRatio || 1;
+    const w = Math.max(1, Math.round(lane.clientWidth * dpr)), h = Math.max(1, Math.round(lane.clientHeight * dpr));
+    lane.width = w; lane.height = h;
+    const ctx = lane.getContext("2d");
+    ctx.fillStyle = "#101114"; ctx.fillRect(0, 0, w, h);
+    for (let f = 0; f < N; f++) {
+      if (!(D.scores[f] > D.threshold)) continue;
+      ctx.fillStyle = cats.colors[cats.frame[f]];
+      ctx.fillRect((f / N) * w, 0, Math.max(1, ((f + 1) / N) * w - (f / N) * w), h);
+    }
+  }
+  if (cats) {
+    $("category-wrap").hidden = false;
+    const shown = [...new Set(cats.frame.filter((k, f) => D.scores[f] > D.threshold))].sort((a, b) => a - b);
+    const legend = $("category-legend");
+    legend.append(shown.length ? "top category of frames above the threshold:" : "no frame above the threshold");
+    for (const k of shown) legend.append(el("span", { class: "swatch", style: `background:${cats.colors[k]}` }), cats.names[k]);
+    legend.hidden = false;
+    window.addEventListener("resize", drawLane);
+    $("category-wrap").addEventListener("click", (e) => {
+      const r = lane.getBoundingClientRect();
+      seekFrame(Math.floor(((e.clientX - r.left) / r.width) * N));
+    });
+    for (const id of ["timeline-wrap", "category-wrap"]) {  // tooltip: the frame under the pointer and its category
+      $(id).addEventListener("mousemove", (e) => {
+        const r = e.currentTarget.getBoundingClientRect();
+        const f = clampFrame(Math.floor(((e.clientX - r.left) / r.width) * N));
+        e.currentTarget.title = `frame ${f} · score ${fmt(D.scores[f])} · ${categoryText(f)}`;
+      });
+    }
+  }
   window.addEventListener("resize", drawTimeline);
   $("timeline-wrap").addEventListener("click", (e) => {
     const r = timeline.getBoundingClientRect();
@@ -145,7 +189,9 @@
     if (f === frame) return;
     frame = f;
     readout.dataset.frame = String(f);
-    readout.textContent = `frame ${f} / ${N - 1} · ${(f / fps).toFixed(2)} s · score ${fmt(D.scores[f])}`;
+    readout.textContent = `frame ${f} / ${N - 1} · ${(f / fps).toFixed(2)} s · score ${fmt(D.scores[f])}`
+      + (cats ? ` · ${categoryText(f)}` : "");
+    readout.dataset.category = cats ? cats.names[cats.frame[f]] : "";
     cursor.dataset.frame = String(f);
     cursor.style.left = `${(100 * (f + 0.5)) / N}%`;
   }
@@ -198,10 +244,12 @@
     row.append(thumb, id, el("td", {}, `${t.start}–${t.end}`),
       el("td", {}, `${t.end - t.start + 1} fr · ${((t.end - t.start + 1) / fps).toFixed(2)} s`),
       el("td", {}, `${fmt(t.peak)} @${t.peak_frame}`));
+    if (cats) row.append(el("td", { class: "category-col", "data-category": t.category || "" }, t.category || "—"));
     row.addEventListener("click", () => seekFrame(t.start));
     tbody.append(row);
   }
   if (!D.tracks.length) { $("tracks").hidden = true; $("no-tracks").hidden = false; }
+  if (cats) for (const th of $("tracks").querySelectorAll("th.category-col")) th.hidden = false;
   // an answer's time references were resolved to source frames by tvau analyze ("at frame 3" = the 4th frame the
   // model saw): each is a button that seeks there, and the timeline marks the span an answer's references cover
   const spanMarks = [];
@@ -248,5 +296,6 @@
 
   applyHeat();
   drawTimeline();
+  drawLane();
   show(0);
 })();
