@@ -1,5 +1,5 @@
 """Frames/s of the evaluation data path, in one run: the loader of before issue 17, sequential clips, and
-sequential clips that the model's device resizes.
+sequential clips that the model's device resizes (from RGB, or from YUV 4:2:0 that it also converts).
 
 Writes ``--videos`` H.264 videos of ``--frames`` frames at a 1280×720 source (moving texture, x264 defaults:
 a keyframe every 250 frames, as most benchmark videos), wraps them in a minimal :class:`VideoClipDataset`
@@ -19,6 +19,10 @@ DataModules do) and loads every evaluation clip with ``--workers`` DataLoader wo
   after the transfer, which this figure leaves out. Its cost when that device is the CPU is measured apart
   (one thread, CPU time) and folded back in as ``sequential_device_with_cpu_resize`` (``1 / (1 / data path +
   1 / resize)``), so nothing the GPU would take over is hidden;
+* **sequential_device_yuv** (``resize_on: device_yuv420``): the same, but the workers copy the decoder's YUV
+  4:2:0 planes (half the bytes of RGB, no YUV → RGB conversion in the worker) into the preallocated array; the
+  model's device converts them to RGB and resizes (left out of this figure). That device work, when the device is
+  the CPU, is measured apart the same way and folded back in as ``sequential_device_yuv_with_cpu_convert``;
 * **main_process_device**: ``sequential_device`` with no worker (``num_workers=0``, one core): what the path
   costs when the source-size frames need not cross into another process (the ceiling of one core; a single
   process does not scale past it).
@@ -35,6 +39,7 @@ on the machine), and ratios of the medians against ``today``. ``--backend pyav``
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
@@ -50,7 +55,12 @@ from bench_qwen_vision import cpu_name
 from torch.utils.data import DataLoader
 
 from tvau_lightning.atomic import write_text_atomic
-from tvau_lightning.data.clips import SequentialEvaluationClips, VideoClipDataset
+from tvau_lightning.data.clips import (
+    SequentialEvaluationClips,
+    VideoClipDataset,
+    collate_mixed_sizes,
+    frames_as_rgb,
+)
 from tvau_lightning.data.transforms import resize_frames
 from tvau_lightning.data.types import collate_clips
 from tvau_lightning.data.video import PyAVVideo, open_video
@@ -98,9 +108,10 @@ class BenchVideos(VideoClipDataset):
     """Evaluation clips of some video files, with empty annotations (the cost is decoding and resizing)."""
 
     def __init__(self, paths: dict[str, Path], backend: str, resize_on: str = "data", today: bool = False,
-                 **kwargs) -> None:
+                 frames_format: str = "rgb", **kwargs) -> None:
         super().__init__(sampling="eval", gt_boxes=False, video_backend=backend, **kwargs)
         self.resize_on = resize_on  # what a DataModule with this resize_on sets
+        self.frames_format = frames_format
         self.today = today
         self.paths = paths
         self._video_ids = sorted(paths)
@@ -166,6 +177,24 @@ def resize_seconds_per_clip(dataset, size: tuple[int, int], repeats: int = 5) ->
     return statistics.median(times)
 
 
+def convert_resize_seconds_per_clip(dataset, size: tuple[int, int], repeats: int = 5) -> float:
+    """Median seconds of the on-device YUV 4:2:0 → RGB conversion and resize of one source-size clip when the
+    device is the CPU (one thread, CPU time)."""
+    sample = next(iter(SequentialEvaluationClips(dataset)))
+    assert sample.frames_colour is not None, "the YUV path read RGB frames"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        times = []
+        for _ in range(repeats):
+            start = time.thread_time()
+            resize_frames(frames_as_rgb(sample.frames, sample.frames_colour), size)
+            times.append(time.thread_time() - start)
+    finally:
+        torch.set_num_threads(threads)
+    return statistics.median(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--videos", type=int, default=4)
@@ -193,19 +222,26 @@ def main() -> None:
         sequential = SequentialEvaluationClips(dataset)
         on_device = BenchVideos(paths, args.backend, resize_on="device", **options)
         sequential_device = SequentialEvaluationClips(on_device)
+        on_device_yuv = BenchVideos(paths, args.backend, resize_on="device", frames_format="yuv420", **options)
+        sequential_device_yuv = SequentialEvaluationClips(on_device_yuv)
+        # the DataModule's collate with resize_on: device_yuv420 (it records the batch's colour for the device)
+        collate_yuv = functools.partial(collate_mixed_sizes, collate=collate_clips, frame_size=tuple(args.size))
         paths_of = {"today": today, "interleaved": dataset, "sequential": sequential,
-                    "sequential_device": sequential_device, "main_process_device": sequential_device}
+                    "sequential_device": sequential_device, "sequential_device_yuv": sequential_device_yuv,
+                    "main_process_device": sequential_device}
+        collates = {"today": collate_today, "sequential_device_yuv": collate_yuv}
         times: dict[str, list[float]] = {name: [] for name in paths_of}
         cpu_times: dict[str, list[float]] = {name: [] for name in paths_of}
         counted = {}
         for _ in range(args.repeats):
             for name, data in paths_of.items():
                 workers = 0 if name == "main_process_device" else args.workers
-                seconds, frames, cpu = epoch_seconds(data, workers, collate_today if name == "today" else collate_clips)
+                seconds, frames, cpu = epoch_seconds(data, workers, collates.get(name, collate_clips))
                 times[name].append(seconds)
                 cpu_times[name].append(cpu)
                 counted[name] = frames
         resize_s = resize_seconds_per_clip(on_device, tuple(args.size))
+        convert_s = convert_resize_seconds_per_clip(on_device_yuv, tuple(args.size))
     assert set(counted.values()) == {args.videos * args.frames}, counted
     processes = max(1, min(args.workers, len(os.sched_getaffinity(0))))  # busy cores
     result = {
@@ -221,7 +257,7 @@ def main() -> None:
         cores = 1 if name == "main_process_device" else processes
         result[f"{name}_frames_per_s_per_core"] = fps / cores
         result[f"{name}_frames_per_cpu_s"] = per_cpu
-        print(f"{name:19s}: {statistics.median(times[name]):6.2f} s  {fps:6.1f} frames/s  {fps / cores:6.1f} "
+        print(f"{name:21s}: {statistics.median(times[name]):6.2f} s  {fps:6.1f} frames/s  {fps / cores:6.1f} "
               f"frames/s per core  {per_cpu:6.1f} frames per CPU-second  "
               f"(runs: {', '.join(f'{t:.2f}' for t in times[name])} s)")
     resize_fps = args.clip_len / resize_s  # frames/s of the resize on one CPU thread
@@ -229,18 +265,25 @@ def main() -> None:
     result["resize_on_cpu_frames_per_s"] = resize_fps
     print(f"the on-device resize, when the device is this CPU (1 thread, CPU time): {resize_s * 1000:.1f} ms per "
           f"{args.clip_len}-frame clip ({resize_fps:.0f} frames/s) — on a GPU this work leaves the CPU")
+    convert_fps = args.clip_len / convert_s
+    result["yuv_convert_resize_on_cpu_ms_per_clip"] = convert_s * 1000
+    result["yuv_convert_resize_on_cpu_frames_per_s"] = convert_fps
+    print(f"the on-device YUV → RGB conversion + resize, when the device is this CPU (1 thread, CPU time): "
+          f"{convert_s * 1000:.1f} ms per {args.clip_len}-frame clip ({convert_fps:.0f} frames/s) — on a GPU this "
+          "work leaves the CPU")
+    compared = ("interleaved", "sequential", "sequential_device", "sequential_device_with_cpu_resize",
+                "sequential_device_yuv", "sequential_device_yuv_with_cpu_convert", "main_process_device")
     for unit, key in (("per core", "frames_per_s_per_core"), ("per CPU-second", "frames_per_cpu_s")):
         device = result[f"sequential_device_{key}"]
         result[f"sequential_device_with_cpu_resize_{key}"] = 1.0 / (1.0 / device + 1.0 / resize_fps)
+        device_yuv = result[f"sequential_device_yuv_{key}"]
+        result[f"sequential_device_yuv_with_cpu_convert_{key}"] = 1.0 / (1.0 / device_yuv + 1.0 / convert_fps)
         for base in ("today", "interleaved"):
-            for name in ("interleaved", "sequential", "sequential_device", "sequential_device_with_cpu_resize",
-                         "main_process_device"):
+            for name in compared:
                 if name != base:
                     result[f"ratio_{unit.split()[-1].replace('-', '_').lower()}_{name}_vs_{base}"] = (
                         result[f"{name}_{key}"] / result[f"{base}_{key}"])
-    core = {name: result[f"ratio_core_{name}_vs_today"] for name in
-            ("interleaved", "sequential", "sequential_device", "sequential_device_with_cpu_resize",
-             "main_process_device")}
+    core = {name: result[f"ratio_core_{name}_vs_today"] for name in compared}
     cpu = {name: result[f"ratio_cpu_second_{name}_vs_today"] for name in core}
     print("against today's loader, per core (wall) | per CPU-second: " + ", ".join(
         f"{name} {core[name]:.2f}x | {cpu[name]:.2f}x" for name in core))
@@ -251,6 +294,8 @@ def main() -> None:
     result["ratio"] = result["ratio_core_sequential_vs_today"]
     result["ratio_device"] = result["ratio_core_sequential_device_vs_today"]
     result["ratio_device_with_cpu_resize"] = result["ratio_core_sequential_device_with_cpu_resize_vs_today"]
+    result["ratio_device_yuv"] = result["ratio_core_sequential_device_yuv_vs_today"]
+    result["ratio_device_yuv_with_cpu_convert"] = result["ratio_core_sequential_device_yuv_with_cpu_convert_vs_today"]
     if args.json is not None:
         write_text_atomic(args.json, json.dumps(result, indent=2) + "\n")
 

@@ -200,7 +200,7 @@ def test_loader_defaults():
     assert default_num_workers() >= 1
     assert resolve_resize_on("auto") == ("device" if torch.cuda.is_available() else "data")
     assert resolve_resize_on("device") == "device"
-    with pytest.raises(ValueError, match="resize_on must be one of auto, data, device, got 'gpu'"):
+    with pytest.raises(ValueError, match="resize_on must be one of auto, data, device, device_yuv420, got 'gpu'"):
         resolve_resize_on("gpu")
 
 

@@ -43,14 +43,18 @@ from tvau_lightning.data.feature_cache import CachedClipDataset, collate_cached_
 from tvau_lightning.data.transforms import FrameResizeMode, resize_frames, resize_masks
 from tvau_lightning.data.types import ClipBatch, ClipSample, collate_clips
 from tvau_lightning.data.video import VideoBackend, VideoReader, resolve_backend
+from tvau_lightning.data.video.yuv import YUVColour, is_yuv420, yuv420_to_rgb
 from tvau_lightning.modules.grid import pad_last
 
 Sampling = Literal["train", "eval"]
 #: where a clip DataModule resizes frames to ``frame_size``: ``data`` in the dataset (DataLoader workers),
-#: ``device`` after the batch reached the model's device (``on_after_batch_transfer``), ``auto``: ``device``
-#: when CUDA is available, else ``data``
-ResizeOn = Literal["auto", "data", "device"]
-RESIZE_ON: tuple[str, ...] = ("auto", "data", "device")
+#: ``device`` after the batch reached the model's device (``on_after_batch_transfer``), ``device_yuv420`` as
+#: ``device`` but the workers ship the decoder's YUV 4:2:0 planes (half the bytes of RGB), which the device
+#: converts to RGB before resizing, ``auto``: ``device`` when CUDA is available, else ``data``
+ResizeOn = Literal["auto", "data", "device", "device_yuv420"]
+RESIZE_ON: tuple[str, ...] = ("auto", "data", "device", "device_yuv420")
+#: what the workers ship with ``resize_on: device``: RGB frames, or packed YUV 4:2:0 (``device_yuv420``)
+FramesFormat = Literal["rgb", "yuv420"]
 #: readers a forked DataLoader worker inherited from its parent. They are kept referenced and never used:
 #: freeing a copied ffmpeg decoder in the child aborts the process (its decoding threads exist only in the
 #: parent), and workers leave through ``os._exit``, so nothing is ever freed here.
@@ -197,6 +201,9 @@ class VideoClipDataset(Dataset, abc.ABC):
     #: ``data``: items carry frames resized to ``frame_size``; ``device``: frames at the source size (masks are
     #: still resized), for a DataModule that resizes them on the model's device. Set by the DataModule.
     resize_on: Literal["data", "device"] = "data"
+    #: with ``resize_on: device``: ``yuv420`` items carry packed YUV 4:2:0 frames (``ClipSample.frames_colour``
+    #: set) where the reader can give them (PyAV, 8-bit 4:2:0 of even size), else RGB. Set by the DataModule.
+    frames_format: FramesFormat = "rgb"
 
     def __init__(
         self,
@@ -373,9 +380,18 @@ class VideoClipDataset(Dataset, abc.ABC):
                 error.add_note(f"while loading item {index}: video {video_id!r}, frames {indices.tolist()}")
             raise
 
+    def _read_frames(self, reader: VideoReader, indices: np.ndarray) -> tuple[torch.Tensor, YUVColour | None]:
+        """The frames of ``indices``: packed YUV 4:2:0 and their colour when ``frames_format`` is ``yuv420`` and
+        the reader gives them, else RGB and ``None``."""
+        if self.resize_on == "device" and self.frames_format == "yuv420" and hasattr(reader, "read_yuv420"):
+            planes = reader.read_yuv420(indices)
+            if planes is not None:
+                return planes
+        return reader.read(indices), None
+
     def _load_clip(self, video_id: str, indices: np.ndarray) -> ClipSample:
         reader = self.reader(video_id)
-        frames = reader.read(indices)
+        frames, colour = self._read_frames(reader, indices)
         if self.resize_on != "device":
             frames = resize_frames(frames, self.frame_size, mode=self.resize_mode)
         masks = resize_masks(self._read_masks(video_id, indices), self.frame_size)
@@ -399,27 +415,40 @@ class VideoClipDataset(Dataset, abc.ABC):
             fps=float(reader.fps) / self.frame_stride_of(video_id),  # the rate of the clip's frames
             original_size=self.original_size(video_id),
             gt_boxes=self._clip_gt_boxes(video_id, indices) if self.attach_gt_boxes else None,
+            frames_colour=None if colour is None else tuple(colour),
         )
 
 
 class _DecodedBlock:
-    """A reader that serves frames already decoded (one block of a video) and defers anything else to ``reader``."""
+    """A reader that serves frames already decoded (one block of a video: RGB, or packed YUV 4:2:0 when
+    ``colour`` is given) and defers anything else to ``reader``."""
 
-    def __init__(self, reader: VideoReader, indices: np.ndarray, frames: torch.Tensor) -> None:
-        self._reader, self._frames = reader, frames
+    def __init__(self, reader: VideoReader, indices: np.ndarray, frames: torch.Tensor,
+                 colour: YUVColour | None = None) -> None:
+        self._reader, self._frames, self._colour = reader, frames, colour
         self._position = {int(f): k for k, f in enumerate(indices)}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._reader, name)
 
-    def read(self, indices: Any) -> torch.Tensor:
+    def _rows(self, indices: Any) -> torch.Tensor | None:
         wanted = [int(f) for f in np.asarray(indices).reshape(-1)]
         if not wanted or not all(f in self._position for f in wanted):
-            return self._reader.read(indices)
+            return None
         rows = [self._position[f] for f in wanted]
         if rows == list(range(rows[0], rows[0] + len(rows))):
             return self._frames[rows[0] : rows[0] + len(rows)]  # the whole block (frame_stride 1): a view
         return self._frames.index_select(0, torch.tensor(rows))
+
+    def read(self, indices: Any) -> torch.Tensor:
+        frames = None if self._colour is not None else self._rows(indices)
+        return self._reader.read(indices) if frames is None else frames
+
+    def read_yuv420(self, indices: Any) -> tuple[torch.Tensor, YUVColour] | None:
+        frames = None if self._colour is None else self._rows(indices)
+        if frames is None:
+            return self._reader.read_yuv420(indices) if hasattr(self._reader, "read_yuv420") else None
+        return frames, self._colour
 
 
 def shard_of_process() -> tuple[int, int, int, int]:
@@ -479,7 +508,7 @@ class SequentialEvaluationClips(IterableDataset):
                 while end < len(items) and int(clips[items[end]][1][0]) // block == first:
                     end += 1
                 frames_of_block = np.unique(np.concatenate([clips[i][1] for i in items[start:end]]))
-                decoded = _DecodedBlock(reader, frames_of_block, reader.read(frames_of_block))
+                decoded = _DecodedBlock(reader, frames_of_block, *dataset._read_frames(reader, frames_of_block))
                 dataset._readers[video_id] = decoded
                 try:
                     for i in items[start:end]:
@@ -491,12 +520,31 @@ class SequentialEvaluationClips(IterableDataset):
 
 
 def resolve_resize_on(resize_on: str) -> Literal["data", "device"]:
-    """``auto`` → ``device`` when CUDA is available, else ``data``; other names are checked and returned."""
+    """``auto`` → ``device`` when CUDA is available, else ``data``; ``device_yuv420`` → ``device`` (its frame
+    format is :func:`frames_format_of`); other names are checked and returned."""
     if resize_on not in RESIZE_ON:
         raise ValueError(f"resize_on must be one of {', '.join(RESIZE_ON)}, got {resize_on!r}")
     if resize_on == "auto":
         return "device" if torch.cuda.is_available() else "data"
-    return resize_on  # type: ignore[return-value]
+    return "device" if resize_on == "device_yuv420" else resize_on  # type: ignore[return-value]
+
+
+def frames_format_of(resize_on: str) -> FramesFormat:
+    """What the workers ship with ``resize_on``: ``yuv420`` for ``device_yuv420``, else ``rgb``."""
+    return "yuv420" if resize_on == "device_yuv420" else "rgb"
+
+
+def frames_as_rgb(frames: torch.Tensor, colour: tuple[int, int] | None) -> torch.Tensor:
+    """Clip or batch frames as RGB ``(…, H, W, 3)``: packed YUV 4:2:0 ``(…, H * 3 // 2, W)`` converted on their
+    device with ``colour`` (:func:`~tvau_lightning.data.video.yuv.yuv420_to_rgb`), RGB returned as it is."""
+    if not is_yuv420(frames):
+        return frames
+    if colour is None:
+        raise ValueError(f"frames of shape {tuple(frames.shape)} are packed YUV 4:2:0 but carry no colour "
+                         "(frames_colour); they come from resize_on: device_yuv420 and need its collate")
+    lead = frames.shape[:-2]
+    rgb = yuv420_to_rgb(frames.reshape(-1, *frames.shape[-2:]), YUVColour(*colour))
+    return rgb.view(*lead, *rgb.shape[1:])
 
 
 def collate_mixed_sizes(
@@ -505,11 +553,25 @@ def collate_mixed_sizes(
 ) -> Any:
     """``collate(samples)``, after resizing the frames to ``frame_size`` on the CPU when the clips' source sizes
     differ (``resize_on: device`` batches clips of several videos; one batch tensor needs one size). A batch
-    whose clips share a size is passed on at the source size, for the device to resize."""
-    if frame_size is not None and len({tuple(s.frames.shape[1:3]) for s in samples}) > 1:
+    whose clips share a size is passed on at the source size, for the device to resize.
+
+    Clips of packed YUV 4:2:0 (``resize_on: device_yuv420``) stay YUV when all of the batch's clips are YUV of one
+    size and one colour (``ClipBatch.frames_colour`` says which; the device converts them); a batch mixing them
+    with RGB clips, other sizes or other colours is converted to RGB here first, then treated as above."""
+    colours = {getattr(s, "frames_colour", None) for s in samples}
+    yuv_sizes = {tuple(s.frames.shape[1:]) for s in samples}
+    if len(colours) > 1 or (None not in colours and len(yuv_sizes) > 1):
+        samples = [dataclasses.replace(s, frames=frames_as_rgb(s.frames, s.frames_colour), frames_colour=None)
+                   for s in samples]
+        colours = {None}
+    if None in colours and frame_size is not None and len({tuple(s.frames.shape[1:3]) for s in samples}) > 1:
         samples = [dataclasses.replace(s, frames=resize_frames(s.frames, frame_size, mode=resize_mode))
                    for s in samples]
-    return collate(samples)
+    batch = collate(samples)
+    colour = next(iter(colours))
+    if colour is not None:
+        batch.frames_colour = colour
+    return batch
 
 
 def default_num_workers(limit: int = 8) -> int:
@@ -549,6 +611,15 @@ class VideoClipDataModule(LightningDataModule, abc.ABC):
     the same bytes on every device (the GPU resamples in float, within one level). ``device`` pays where the
     source is at or below ``frame_size`` (ShanghaiTech's 480×856 → 476×868) and with ``num_workers=0`` (no
     transfer: ~1.3× fewer CPU seconds per frame), and it frees CPU where the GPU has time to spare.
+
+    ``device_yuv420`` is ``device`` with the workers shipping the decoder's planar YUV 4:2:0 (PyAV sources in
+    8-bit 4:2:0 of even size; anything else is read as RGB): half the bytes of RGB into shared memory and no YUV →
+    RGB conversion in the worker; :meth:`on_after_batch_transfer` converts on the model's device
+    (:func:`~tvau_lightning.data.video.yuv.yuv420_to_rgb`, the frame's colour matrix and range as swscale reads
+    them; within 2 levels of PyAV's RGB, half a level on average), then resizes. Measured (``benchmarks/README.md``,
+    4 workers, 2 cores): 1.75–2.3× the frames/s per core of the loader before issue 17 and 2.0–2.2× per CPU-second,
+    against 1.3–1.6× for ``device`` — when a GPU does the conversion: on a CPU it costs ~9–14 ms per 720p frame,
+    more than it saves, so it is never chosen by ``auto``.
     """
 
     #: how items of this DataModule's datasets are batched
@@ -573,6 +644,7 @@ class VideoClipDataModule(LightningDataModule, abc.ABC):
         self.num_workers = num_workers
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
         self.resize_on: Literal["data", "device"] = resolve_resize_on(resize_on)
+        self.frames_format: FramesFormat = frames_format_of(resize_on)
         self._feature_cache: Any | None = None
         resolve_backend(video_backend)
         self.video_backend: VideoBackend = video_backend
@@ -591,6 +663,7 @@ class VideoClipDataModule(LightningDataModule, abc.ABC):
             dataset = self._make_dataset(split)
             if isinstance(dataset, VideoClipDataset):
                 dataset.resize_on = self.resize_on
+                dataset.frames_format = self.frames_format
             self._datasets[split] = dataset
         return self._datasets[split]
 
@@ -613,10 +686,14 @@ class VideoClipDataModule(LightningDataModule, abc.ABC):
         return functools.partial(collate_mixed_sizes, collate=self.collate_fn, frame_size=getattr(self, "frame_size", None),
                                  resize_mode=getattr(self, "resize_mode", "bilinear"))
 
-    def frames_to_size(self, frames: torch.Tensor) -> torch.Tensor:
+    def frames_to_size(self, frames: torch.Tensor, colour: tuple[int, int] | None = None) -> torch.Tensor:
         """``(B, T, H, W, 3)`` uint8 frames resized to ``frame_size`` on their device when ``resize_on`` is
-        ``device`` and they are not at that size yet; otherwise returned as they are."""
+        ``device`` and they are not at that size yet; otherwise returned as they are. Packed YUV 4:2:0 frames
+        ``(B, T, H * 3 // 2, W)`` (``device_yuv420``; ``colour`` = the batch's ``frames_colour``) are first
+        converted to RGB on their device (:func:`frames_as_rgb`)."""
         size = getattr(self, "frame_size", None)
+        if is_yuv420(frames) and 0 not in frames.stride():
+            frames = frames_as_rgb(frames, colour)
         if self.resize_on != "device" or size is None or tuple(frames.shape[2:4]) == tuple(size):
             return frames
         batch, steps = frames.shape[:2]
@@ -627,9 +704,11 @@ class VideoClipDataModule(LightningDataModule, abc.ABC):
         return out.view(batch, steps, *size, 3)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """With ``resize_on: device``: resize the batch's frames to ``frame_size`` on the model's device."""
+        """With ``resize_on: device``: resize the batch's frames to ``frame_size`` on the model's device (with
+        ``device_yuv420``, converted to RGB there first)."""
         if isinstance(batch, ClipBatch):
-            batch.frames = self.frames_to_size(batch.frames)
+            batch.frames = self.frames_to_size(batch.frames, batch.frames_colour)
+            batch.frames_colour = None
         return batch
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:

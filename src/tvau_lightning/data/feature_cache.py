@@ -145,8 +145,10 @@ def data_fingerprint(datamodule: Any) -> dict[str, Any]:
     from the DataModule's attributes; ``None`` where it has none)."""
     frame_size = getattr(datamodule, "frame_size", None)
     sample_fps = getattr(datamodule, "sample_fps", None)
+    frames_format = getattr(datamodule, "frames_format", "rgb")  # yuv420: converted on the device, within 2 levels
     return {
         **({} if sample_fps is None else {"sample_fps": float(sample_fps)}),
+        **({} if frames_format == "rgb" else {"frames_format": str(frames_format)}),
         "datamodule": f"{type(datamodule).__module__}.{type(datamodule).__qualname__}",
         "frame_size": None if frame_size is None else [int(v) for v in frame_size],
         "resize_mode": getattr(datamodule, "resize_mode", None),

@@ -454,7 +454,8 @@ class ShanghaiTechDataModule(VideoClipDataModule):
         decode_threads: decoder threads per training video (0 = automatic).
         pin_memory: pin batches in page-locked memory (``None``: when CUDA is available).
         resize_on: where frames are resized to ``frame_size``: ``data`` (default: in the DataLoader workers),
-            ``device`` (on the model's device after the batch transfer; workers decode at the source size) or
+            ``device`` (on the model's device after the batch transfer; workers decode at the source size),
+            ``device_yuv420`` (the same, workers ship YUV 4:2:0 that the device converts to RGB) or
             ``auto`` (``device`` when CUDA is available). Masks are resized in the workers either way. See
             :class:`~tvau_lightning.data.clips.VideoClipDataModule` for when ``device`` pays.
         video_backend: decoder of the training videos (``auto``: decord if installed, else PyAV).

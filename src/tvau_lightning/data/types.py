@@ -20,6 +20,8 @@ class ClipSample:
     Attributes:
         frames: ``(T, H, W, 3)`` uint8 RGB frames, resized to the DataModule's ``frame_size`` — or at the source
             size when the DataModule resizes on the model's device (``resize_on: device``).
+            With ``resize_on: device_yuv420``: the decoder's planar YUV 4:2:0 at the source size, packed
+            ``(T, H * 3 // 2, W)`` (:mod:`tvau_lightning.data.video.yuv`), converted to RGB on the model's device.
         masks: ``(T, H, W)`` bool pixel anomaly masks at the same size (all False for normal frames).
         frame_labels: ``(T,)`` int64 frame-level labels, 1 = abnormal.
         frame_index: ``(T,)`` int64 indices of the frames in the original video; ``-1`` for padding.
@@ -48,6 +50,8 @@ class ClipSample:
     gt_boxes: torch.Tensor | None = None
     video_labels: torch.Tensor | None = None
     frame_categories: torch.Tensor | None = None
+    #: with YUV 4:2:0 ``frames``: their colour matrix and range, FFmpeg codes ``(colorspace, color_range)``
+    frames_colour: tuple[int, int] | None = None
 
     @property
     def num_frames(self) -> int:
@@ -86,6 +90,9 @@ class ClipBatch:
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
     video_labels: torch.Tensor | None = None
     frame_categories: torch.Tensor | None = None
+    #: with YUV 4:2:0 ``frames`` ``(B, T, H * 3 // 2, W)`` (``resize_on: device_yuv420``, before the DataModule's
+    #: ``on_after_batch_transfer`` converts them): their ``(colorspace, color_range)``; ``None`` for RGB
+    frames_colour: tuple[int, int] | None = None
 
     @property
     def batch_size(self) -> int:

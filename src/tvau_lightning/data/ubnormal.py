@@ -663,7 +663,8 @@ class UBnormalDataModule(VideoClipDataModule):
         video_backend: decoder of the videos (``auto``: decord if installed, else PyAV).
         pin_memory: pin batches in page-locked memory (faster host→GPU copies; ``None``: when CUDA is available).
         resize_on: where frames are resized to ``frame_size``: ``data`` (default: in the DataLoader workers),
-            ``device`` (on the model's device after the batch transfer; workers decode at the source size) or
+            ``device`` (on the model's device after the batch transfer; workers decode at the source size),
+            ``device_yuv420`` (the same, workers ship YUV 4:2:0 that the device converts to RGB) or
             ``auto`` (``device`` when CUDA is available). Masks are resized in the workers either way. See
             :class:`~tvau_lightning.data.clips.VideoClipDataModule` for when ``device`` pays.
         strict: make the archive's tolerated inconsistencies (png/frame count mismatches, contradicting ground

@@ -72,7 +72,13 @@ def frame_buffer(count: int, height: int, width: int, shared: bool = False) -> t
     allocation (which asks the kernel for huge pages on large arrays; shared memory costs more to fill, a waste
     for frames that are resized in the worker anyway).
     """
-    shape = (int(count), int(height), int(width), 3)
+    return uint8_buffer((int(count), int(height), int(width), 3), shared)
+
+
+def uint8_buffer(shape: tuple[int, ...], shared: bool = False) -> torch.Tensor:
+    """An uninitialised uint8 tensor of ``shape``, in shared memory inside a DataLoader worker when ``shared``
+    (see :func:`frame_buffer`; packed YUV 4:2:0 clips use it directly)."""
+    shape = tuple(int(v) for v in shape)
     if shared and torch.utils.data.get_worker_info() is not None:
         try:
             storage = torch.UntypedStorage._new_shared(int(np.prod(shape)))

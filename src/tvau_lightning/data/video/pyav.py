@@ -12,6 +12,11 @@ by decoding forward from the start.
 array (:func:`~tvau_lightning.data.video.base.frame_buffer`), so no per-frame arrays are kept and stacked. The
 conversion goes through one ``VideoReformatter`` kept by the reader: ``frame.to_ndarray(format=…)`` makes a new
 one per frame, and so a new swscale context (~2.5 ms of setup per 720p frame, more than the conversion).
+
+``read_yuv420`` skips the conversion: it copies the decoder's own planes (8-bit YUV 4:2:0, ``yuv420p`` or
+``yuvj420p``) into one packed ``(n, H * 3 // 2, W)`` array and returns the frames' colour tags with it, for the
+model's device to convert (:mod:`tvau_lightning.data.video.yuv`). A source in any other pixel format (4:2:2,
+4:4:4, 10-bit …) or of odd size gets ``None``, and the caller reads RGB.
 """
 
 from __future__ import annotations
@@ -25,7 +30,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from tvau_lightning.data.video.base import VideoReadError, frame_buffer, frame_index_array, gather_frames
+from tvau_lightning.data.video.base import (
+    VideoReadError,
+    frame_buffer,
+    frame_index_array,
+    gather_frames,
+    uint8_buffer,
+)
+from tvau_lightning.data.video.yuv import RANGE_JPEG, RANGE_UNSPECIFIED, YUVColour
+
+#: the decoder pixel formats ``read_yuv420`` copies as they are (``yuvj420p``: the same planes, full range)
+YUV420_FORMATS = ("yuv420p", "yuvj420p")
 
 
 class PyAVVideo:
@@ -48,6 +63,7 @@ class PyAVVideo:
             raise FileNotFoundError(f"video not found: {self.path}")
         self._num_threads = int(num_threads)
         self._reformatter: Any = None  # one RGB converter for every frame (see _rgb_into)
+        self._yuv420 = True  # False once a frame was found that read_yuv420 cannot copy (then: RGB)
         self._open_container()
         self._decoder: Iterator[Any] | None = None  # the decoder where it stopped ...
         self._last = -1  # ... the index of the last frame it gave ...
@@ -231,6 +247,62 @@ class PyAVVideo:
             ) from error
         self._size = (int(frames.shape[1]), int(frames.shape[2]))
         return gather_frames(frames, unique, array, inverse)
+
+    def read_yuv420(self, indices: list[int] | np.ndarray | torch.Tensor) -> tuple[torch.Tensor, YUVColour] | None:
+        """Frames at ``indices`` as packed YUV 4:2:0 ``(T, H * 3 // 2, W)`` uint8 (the decoder's planes, not
+        converted; :mod:`tvau_lightning.data.video.yuv`) and their :class:`YUVColour`; ``None`` when the source is
+        not 8-bit 4:2:0 of even size or its frames change format or colour tags (read RGB with :meth:`read`)."""
+        array = frame_index_array(indices, self._num_frames, self.path)
+        if array.size == 0 or not self._yuv420:
+            return None
+        unique, inverse = np.unique(array, return_inverse=True)
+        try:
+            first = self._frame_at(int(unique[0]))
+            colour = self._yuv_colour(first)
+            if colour is None:
+                self._yuv420 = False
+                return None
+            height, width = int(first.height), int(first.width)
+            frames = uint8_buffer((len(unique), height * 3 // 2, width), shared=self.shared_output)
+            out = frames.numpy()
+            self._planes_into(first, out, 0)
+            for k in range(1, len(unique)):
+                frame = self._frame_at(int(unique[k]))
+                if self._yuv_colour(frame) != colour or (frame.height, frame.width) != (height, width):
+                    return None  # tags or size change inside the clip: one RGB read is simpler than two matrices
+                self._planes_into(frame, out, k)
+        except VideoReadError:
+            raise
+        except Exception as error:  # av.error.FFmpegError and friends
+            self._decoder = None
+            raise VideoReadError(
+                f"cannot decode frames {unique[:5].tolist()}… of {self.path}: {error} — the file is corrupt or "
+                "truncated; re-download or re-encode it"
+            ) from error
+        self._size = (height, width)
+        return gather_frames(frames, unique, array, inverse), colour
+
+    @staticmethod
+    def _yuv_colour(frame: Any) -> YUVColour | None:
+        """The colour tags of a frame ``read_yuv420`` can copy (``yuvj420p`` untagged → full range), else ``None``."""
+        name = frame.format.name
+        if name not in YUV420_FORMATS or frame.height % 2 or frame.width % 2:
+            return None
+        colour = YUVColour.of_frame(frame)
+        if name == "yuvj420p" and colour.color_range == RANGE_UNSPECIFIED:
+            colour = colour._replace(color_range=RANGE_JPEG)
+        return colour
+
+    @staticmethod
+    def _planes_into(frame: Any, out: np.ndarray, row: int) -> None:
+        """Copy the Y, U and V planes of a 4:2:0 frame into ``out[row]`` (I420 order, line padding dropped)."""
+        flat = out[row].reshape(-1)  # a view: out is contiguous
+        start = 0
+        for plane in frame.planes:
+            height, width = int(plane.height), int(plane.width)
+            source = np.frombuffer(plane, dtype=np.uint8).reshape(height, int(plane.line_size))
+            flat[start : start + height * width].reshape(height, width)[...] = source[:, :width]
+            start += height * width
 
     def _rgb_into(self, frame: Any, out: np.ndarray, row: int) -> None:
         """Convert a decoded frame to RGB24 and write it into ``out[row]`` (one copy out of FFmpeg's buffer)."""
