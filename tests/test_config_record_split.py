@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from lightning.pytorch import LightningDataModule, LightningModule, Trainer
-from lightning.pytorch.cli import LightningArgumentParser
 
+from config_parsing import task_config_parser
 from tvau_lightning.data.dialogue import DialogueDataModule
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -20,12 +19,7 @@ OVERLAYS = {"a": CONFIGS / "data" / "dialogue_shanghaitech_clip_repartition_phas
 
 
 def _dialogue(task: str, overlay: Path | None = None) -> DialogueDataModule:
-    parser = LightningArgumentParser(exit_on_error=False)
-    parser.add_argument("--config", action="config")
-    parser.add_argument("--seed_everything", type=int | bool, default=True)
-    parser.add_lightning_class_args(Trainer, "trainer")
-    parser.add_lightning_class_args(LightningModule, "model", subclass_mode=True)
-    parser.add_lightning_class_args(LightningDataModule, "data", subclass_mode=True)
+    parser = task_config_parser()
     argv = ["--config", str(CONFIGS / task)] + (["--data", str(overlay)] if overlay else [])
     cfg = parser.parse_args(argv)
     assert cfg.data.class_path == "tvau_lightning.data.dialogue.DialogueDataModule"

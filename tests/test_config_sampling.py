@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 from jsonargparse import ArgumentParser
-from lightning.pytorch import LightningDataModule, LightningModule, Trainer
-from lightning.pytorch.cli import LightningArgumentParser
+from lightning.pytorch import LightningDataModule
 
+from config_parsing import task_config_parser
 from tvau_lightning.data.dialogue import DialogueDataModule
 from tvau_lightning.tasks.rae import sampling_differences, stage1_sampling
 
@@ -31,14 +31,7 @@ PAIRS = [
 ]
 
 
-def _task_parser() -> LightningArgumentParser:
-    parser = LightningArgumentParser(exit_on_error=False)
-    parser.add_argument("--config", action="config")
-    parser.add_argument("--seed_everything", type=int | bool, default=True)
-    parser.add_lightning_class_args(Trainer, "trainer")
-    parser.add_lightning_class_args(LightningModule, "model", subclass_mode=True)
-    parser.add_lightning_class_args(LightningDataModule, "data", subclass_mode=True)
-    return parser
+_task_parser = task_config_parser
 
 
 def _stage1(name: str) -> dict:

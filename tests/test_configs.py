@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from lightning.pytorch import LightningDataModule, LightningModule, Trainer
-from lightning.pytorch.cli import LightningArgumentParser
+
+from config_parsing import task_config_parser
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TASK_CONFIGS = sorted([*CONFIGS.glob("*.yaml"), *(CONFIGS / "demo").glob("*.yaml")])
@@ -19,14 +19,7 @@ TRAINER_PRESETS = sorted((CONFIGS / "trainer").glob("*.yaml"))
 TESTED_ELSEWHERE = ("backbones", "data", "builder")
 
 
-def _parser() -> LightningArgumentParser:
-    parser = LightningArgumentParser(exit_on_error=False)
-    parser.add_argument("--config", action="config")
-    parser.add_argument("--seed_everything", type=int | bool, default=True)
-    parser.add_lightning_class_args(Trainer, "trainer")
-    parser.add_lightning_class_args(LightningModule, "model", subclass_mode=True)
-    parser.add_lightning_class_args(LightningDataModule, "data", subclass_mode=True)
-    return parser
+_parser = task_config_parser
 
 
 @pytest.mark.parametrize("path", TASK_CONFIGS, ids=lambda p: str(p.relative_to(CONFIGS)))

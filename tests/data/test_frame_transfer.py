@@ -190,6 +190,18 @@ def test_feature_cache_fill_resizes_like_the_trainer(synthetic_ubnormal, tmp_pat
         assert frames.shape[2:4] == FRAME_SIZE and torch.equal(frames, expected)
 
 
+def test_feature_cache_fill_converts_yuv_like_the_trainer(synthetic_ubnormal, tmp_path):
+    dm = _data(synthetic_ubnormal, resize_on="device_yuv420", video_backend="pyav")
+    model = _RecordingModel()
+    fill_feature_cache(model, dm, tmp_path / "yuv", splits=("test",), batch_size=2, num_workers=0)
+    dataset = dm.dataset("test")
+    assert len(model.seen) == (len(dataset) + 1) // 2 > 0
+    for k, frames in enumerate(model.seen):
+        samples = [dataset[i] for i in range(2 * k, min(2 * k + 2, len(dataset)))]
+        expected = dm.on_after_batch_transfer(dm.clip_collate()(samples), 0).frames
+        assert frames.shape[2:] == (*FRAME_SIZE, 3) and torch.equal(frames, expected)
+
+
 def test_loader_defaults():
     for module in (VideoClipDataModule, UBnormalDataModule, ShanghaiTechDataModule):
         parameters = inspect.signature(module.__init__).parameters

@@ -5,8 +5,6 @@ fill — are RGB at ``frame_size`` after ``on_after_batch_transfer``, within a f
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import av
 import numpy as np
 import pytest
@@ -18,7 +16,6 @@ from tvau_lightning.data.types import ClipSample, collate_clips
 from tvau_lightning.data.ubnormal import UBnormalDataModule
 from tvau_lightning.data.video import PyAVVideo
 from tvau_lightning.data.video.yuv import YUVColour, is_yuv420, yuv420_size, yuv420_to_rgb
-from tvau_lightning.modules.feature_extraction import fill_feature_cache
 
 FRAME_SIZE = (32, 48)
 #: measured on these videos (random 4×4 colour blocks, the worst case for chroma): mean |diff| 0.65, max 2
@@ -172,35 +169,3 @@ def test_yuv_batches_are_the_same_with_and_without_workers_and_near_dataset_resi
         assert torch.equal(by_clip[(batch.video_id[0], tuple(batch.frame_index[0].tolist()))].frames, batch.frames)
         diff = (batch.frames.int() - expected.frames.int()).abs()
         assert diff.float().mean() < MEAN_TOLERANCE and diff.max() <= MAX_TOLERANCE
-
-
-class _RecordingModel:
-    """The surface ``fill_feature_cache`` uses; records the frames it is given."""
-
-    def __init__(self) -> None:
-        self.backbone = SimpleNamespace(dtype=torch.float32)
-        self.layers = [0]
-        self.device = torch.device("cpu")
-        self.seen: list[torch.Tensor] = []
-
-    def feature_identity(self, datamodule):  # noqa: ANN001, ANN201
-        return {"backbone": "recording", "layers": self.layers, "data": data_fingerprint(datamodule)}
-
-    def encode(self, frames):  # noqa: ANN001, ANN201
-        self.seen.append(frames.clone())
-        return None, SimpleNamespace(layer_features={0: frames.float().mean(dim=(2, 3))[:, :, None, None, :]})
-
-    def layer_features(self, vision):  # noqa: ANN001, ANN201
-        return [vision.layer_features[0]]
-
-
-def test_feature_cache_fill_converts_yuv_like_the_trainer(synthetic_ubnormal, tmp_path):
-    dm = _data(synthetic_ubnormal, "device_yuv420", num_workers=0)
-    model = _RecordingModel()
-    fill_feature_cache(model, dm, tmp_path / "yuv", splits=("test",), batch_size=2, num_workers=0)
-    dataset = dm.dataset("test")
-    assert len(model.seen) == (len(dataset) + 1) // 2 > 0
-    for k, frames in enumerate(model.seen):
-        samples = [dataset[i] for i in range(2 * k, min(2 * k + 2, len(dataset)))]
-        expected = dm.on_after_batch_transfer(dm.clip_collate()(samples), 0).frames
-        assert frames.shape[2:] == (*FRAME_SIZE, 3) and torch.equal(frames, expected)

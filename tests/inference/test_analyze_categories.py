@@ -58,7 +58,7 @@ def weak(tmp_path_factory, tiny_backbone_dir):
     path = tmp / "weak.ckpt"
     trainer.save_checkpoint(path)
     video = next(v for v in data.videos.values() if v.split == "test" and "Arson" in v.categories)
-    return SimpleNamespace(checkpoint=path, video=video.path, tmp=tmp)
+    return SimpleNamespace(checkpoint=path, video=video.path, tmp=tmp, task=task)
 
 
 def _independent(weak) -> dict[str, np.ndarray]:
@@ -109,7 +109,14 @@ def test_category_checkpoint_exposes_its_class_names(weak, tmp_path):
     from tvau_lightning.inference.export import export_checkpoint
     from tvau_lightning.modules.anomaly_model import load_ahd
 
-    assert load_ahd(weak.checkpoint).class_names == UCF_NAMES
+    model = load_ahd(weak.checkpoint)
+    assert model.class_names == UCF_NAMES and model.ahd.num_classes == len(UCF_NAMES)
+    # the (C+1)-class decoder is rebuilt exactly: same prototypes, same heatmaps as the task that trained it
+    torch.testing.assert_close(model.ahd.prototypes, weak.task.ahd.prototypes.cpu())
+    clip = torch.randint(0, 256, (1, CLIP_LEN, *FRAME_SIZE, 3), dtype=torch.uint8)
+    weak.task.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(clip).heatmap, weak.task.heatmap_model(clip).heatmap)
     folder = export_checkpoint(weak.checkpoint, tmp_path / "export")
     config = json.loads((folder / "config.json").read_text())
     assert config["class_names"] == UCF_NAMES

@@ -24,6 +24,7 @@ from __future__ import annotations
 import bisect
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -225,18 +226,12 @@ class PyAVVideo:
             "the file is corrupt or truncated; re-download or re-encode it"
         )
 
-    def read(self, indices: list[int] | np.ndarray | torch.Tensor) -> torch.Tensor:
-        array = frame_index_array(indices, self._num_frames, self.path)
-        if array.size == 0:
-            return torch.zeros((0, *self.size, 3), dtype=torch.uint8)
-        unique, inverse = np.unique(array, return_inverse=True)
+    @contextmanager
+    def _decode_errors(self, unique: np.ndarray) -> Iterator[None]:
+        """Decoder failures inside a read → :class:`VideoReadError` naming the frames and the file (the decoder is
+        dropped: the next read starts from a keyframe)."""
         try:
-            first = self._frame_at(int(unique[0]))
-            frames = frame_buffer(len(unique), first.height, first.width, shared=self.shared_output)
-            out = frames.numpy()  # a view: each frame is converted and written in place
-            self._rgb_into(first, out, 0)
-            for k in range(1, len(unique)):
-                self._rgb_into(self._frame_at(int(unique[k])), out, k)
+            yield
         except VideoReadError:
             raise
         except Exception as error:  # av.error.FFmpegError and friends
@@ -245,6 +240,19 @@ class PyAVVideo:
                 f"cannot decode frames {unique[:5].tolist()}… of {self.path}: {error} — the file is corrupt or "
                 "truncated; re-download or re-encode it"
             ) from error
+
+    def read(self, indices: list[int] | np.ndarray | torch.Tensor) -> torch.Tensor:
+        array = frame_index_array(indices, self._num_frames, self.path)
+        if array.size == 0:
+            return torch.zeros((0, *self.size, 3), dtype=torch.uint8)
+        unique, inverse = np.unique(array, return_inverse=True)
+        with self._decode_errors(unique):
+            first = self._frame_at(int(unique[0]))
+            frames = frame_buffer(len(unique), first.height, first.width, shared=self.shared_output)
+            out = frames.numpy()  # a view: each frame is converted and written in place
+            self._rgb_into(first, out, 0)
+            for k in range(1, len(unique)):
+                self._rgb_into(self._frame_at(int(unique[k])), out, k)
         self._size = (int(frames.shape[1]), int(frames.shape[2]))
         return gather_frames(frames, unique, array, inverse)
 
@@ -256,7 +264,7 @@ class PyAVVideo:
         if array.size == 0 or not self._yuv420:
             return None
         unique, inverse = np.unique(array, return_inverse=True)
-        try:
+        with self._decode_errors(unique):
             first = self._frame_at(int(unique[0]))
             colour = self._yuv_colour(first)
             if colour is None:
@@ -271,14 +279,6 @@ class PyAVVideo:
                 if self._yuv_colour(frame) != colour or (frame.height, frame.width) != (height, width):
                     return None  # tags or size change inside the clip: one RGB read is simpler than two matrices
                 self._planes_into(frame, out, k)
-        except VideoReadError:
-            raise
-        except Exception as error:  # av.error.FFmpegError and friends
-            self._decoder = None
-            raise VideoReadError(
-                f"cannot decode frames {unique[:5].tolist()}… of {self.path}: {error} — the file is corrupt or "
-                "truncated; re-download or re-encode it"
-            ) from error
         self._size = (height, width)
         return gather_frames(frames, unique, array, inverse), colour
 
