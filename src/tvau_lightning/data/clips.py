@@ -40,6 +40,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from tvau_lightning.data.feature_cache import CachedClipDataset, collate_cached_clips
+from tvau_lightning.data.loader import ForkSafeDataLoader
 from tvau_lightning.data.transforms import FrameResizeMode, resize_frames, resize_masks
 from tvau_lightning.data.types import ClipBatch, ClipSample, collate_clips
 from tvau_lightning.data.video import VideoBackend, VideoReader, resolve_backend
@@ -717,7 +718,7 @@ class VideoClipDataModule(LightningDataModule, abc.ABC):
             dataset, collate = CachedClipDataset.from_dataset(self._feature_cache, dataset), collate_cached_clips
         elif isinstance(dataset, VideoClipDataset) and dataset.sampling == "eval":
             dataset, shuffle = SequentialEvaluationClips(dataset), False
-        return DataLoader(
+        return ForkSafeDataLoader(
             dataset,
             batch_size=self.batch_size,
             shuffle=shuffle,

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import Subset
 
 from tvau_lightning.data.feature_cache import STORAGE_DTYPES, FeatureCache, FeatureCacheError, clip_targets
+from tvau_lightning.data.loader import ForkSafeDataLoader
 from tvau_lightning.data.types import collate_clips
 
 
@@ -90,7 +91,7 @@ def fill_feature_cache(
         start = time.perf_counter()
         keys = [(vid, _padded(indices, dataset.clip_len)) for vid, indices in dataset.clips]
         todo = [i for i, (vid, frames) in enumerate(keys) if not cache.contains(vid, frames)]
-        loader = DataLoader(
+        loader = ForkSafeDataLoader(
             Subset(dataset, todo),
             batch_size=batch_size or getattr(datamodule, "batch_size", 1),
             shuffle=False,
