@@ -58,7 +58,7 @@ def weak(tmp_path_factory, tiny_backbone_dir):
     path = tmp / "weak.ckpt"
     trainer.save_checkpoint(path)
     video = next(v for v in data.videos.values() if v.split == "test" and "Arson" in v.categories)
-    return SimpleNamespace(checkpoint=path, video=video.path, tmp=tmp, task=task)
+    return SimpleNamespace(checkpoint=path, video=video.path, tmp=tmp, task=task, datamodule=dm)
 
 
 def _independent(weak) -> dict[str, np.ndarray]:
@@ -222,3 +222,31 @@ def test_binary_checkpoint_outputs_have_no_categories(fitted_ahd, tmp_path):
     assert "category" not in json.dumps(regions)
     data = _page_data(out / "report.html")
     assert "categories" not in data and all(t["category"] is None for t in data["tracks"])
+
+
+def test_predict_writes_the_class_scores_of_every_frame(weak, tmp_path):
+    """`tvau predict`'s HeatmapWriter keeps a category AHD's per-frame class scores: every test frame once, with
+    the class names, and the CSV's category is the top anomaly class of those scores."""
+    from lightning.pytorch import Trainer
+
+    from tvau_lightning.inference.writers import HeatmapWriter
+
+    out = tmp_path / "predictions"
+    trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                      callbacks=[HeatmapWriter(str(out))], default_root_dir=str(tmp_path))
+    trainer.predict(weak.task, datamodule=weak.datamodule, return_predictions=False)
+    dataset = weak.datamodule.dataset("test")
+    rows = _csv(out / "frame_scores.csv")
+    assert list(rows[0]) == ["video_id", "frame", "score", "category", "category_score"]
+    for video_id in dataset.video_ids:
+        saved = np.load(out / f"{video_id}.npz")
+        assert saved["class_names"].tolist() == UCF_NAMES
+        classes = saved["frame_class_scores"]
+        assert saved["frame_index"].tolist() == list(range(dataset.num_frames(video_id)))
+        assert classes.shape == (dataset.num_frames(video_id), len(UCF_NAMES))
+        assert ((classes >= 0) & (classes <= 1)).all()
+        mine = [r for r in rows if r["video_id"] == video_id]
+        top = classes[:, 1:].argmax(axis=1) + 1
+        assert [r["category"] for r in mine] == [UCF_NAMES[k] for k in top]
+        np.testing.assert_allclose([float(r["category_score"]) for r in mine], classes[np.arange(len(top)), top],
+                                   atol=1e-6)

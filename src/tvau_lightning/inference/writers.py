@@ -3,7 +3,9 @@
 ``HeatmapWriter`` is a Lightning prediction-writer callback (add it under ``trainer.callbacks``). For each
 video it writes ``{video_id}.npz`` (the id made a safe file name by :func:`~tvau_lightning.atomic.file_name_for`) with ``frame_index (N,)``, ``frame_scores (N,)`` and ``heatmap (N, H', W')``
 float16 — the grid heatmap of each frame (a grid step repeated for the frames it covers) — and one
-``frame_scores.csv`` over all videos. Files are written atomically. The output folder is the tool's own
+``frame_scores.csv`` over all videos. A weakly supervised category AHD (``WeakAHDTask``) adds its per-frame class
+scores: ``frame_class_scores (N, K)`` float32 and ``class_names (K,)`` in each ``.npz`` (column 0 = normal), and
+``category,category_score`` columns in the CSV (the top anomaly class of the frame, as ``tvau analyze`` names it). Files are written atomically. The output folder is the tool's own
 (:func:`~tvau_lightning.atomic.claim_output_dir`, checked when prediction starts): a non-empty folder it did not
 create, or one holding the dataset or the checkpoint, is refused.
 """
@@ -41,7 +43,8 @@ class HeatmapWriter(BasePredictionWriter):
     def __init__(self, output_dir: str) -> None:
         super().__init__(write_interval="batch")
         self.output_dir = Path(output_dir)
-        self._parts: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = defaultdict(list)
+        self._parts: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]]] = defaultdict(list)
+        self._class_names: list[str] | None = None
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         """Refuse a foreign or input-holding output folder before any prediction runs (rank 0 claims it)."""
@@ -54,12 +57,17 @@ class HeatmapWriter(BasePredictionWriter):
                            batch_indices: Any, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
         factor = int(prediction["temporal_factor"])
         heat = prediction["heatmap"]  # (B, T', H', W')
+        classes = prediction.get("frame_class_scores")  # (B, T, K) for a category AHD
+        if classes is not None and self._class_names is None:
+            self._class_names = [str(c) for c in getattr(pl_module, "categories", [])] or \
+                [f"class_{k}" for k in range(int(classes.shape[-1]))]
         for b, video_id in enumerate(prediction["video_id"]):
             index = prediction["frame_index"][b].numpy()
             keep = index >= 0
             per_frame = steps_to_frames(heat[b], temporal_factor=factor, num_frames=index.shape[0], dim=0)
             self._parts[video_id].append(
-                (index[keep], prediction["frame_scores"][b].numpy()[keep], per_frame[torch.from_numpy(keep)].numpy())
+                (index[keep], prediction["frame_scores"][b].numpy()[keep], per_frame[torch.from_numpy(keep)].numpy(),
+                 None if classes is None else classes[b].float().numpy()[keep])
             )
 
     def on_predict_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -68,21 +76,29 @@ class HeatmapWriter(BasePredictionWriter):
 
     def _write(self, trainer: Trainer) -> None:
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        rows: list[tuple[str, int, float]] = []
+        rows: list[list[object]] = []
+        names = self._class_names
         for video_id, parts in sorted(self._parts.items()):
             index = np.concatenate([p[0] for p in parts])
             order = np.argsort(index, kind="stable")
             index, first = np.unique(index[order], return_index=True)
             scores = np.concatenate([p[1] for p in parts])[order][first]
             heat = np.concatenate([p[2] for p in parts])[order][first]
+            arrays = {"frame_index": index, "frame_scores": scores.astype(np.float32), "heatmap": heat.astype(np.float16)}
+            video_rows = [[video_id, int(i), f"{s:.6f}"] for i, s in zip(index, scores)]
+            if names is not None:
+                classes = np.concatenate([p[3] for p in parts])[order][first].astype(np.float32)
+                arrays |= {"frame_class_scores": classes, "class_names": np.array(names)}
+                top = classes[:, 1:].argmax(axis=1) + 1  # the top anomaly class, column 0 being normal
+                for row, k, values in zip(video_rows, top, classes):
+                    row += [names[k], f"{values[k]:.6f}"]
             with atomic_path(self.output_dir / f"{file_name_for(video_id)}.npz") as tmp:
-                np.savez_compressed(tmp, frame_index=index, frame_scores=scores.astype(np.float32),
-                                    heatmap=heat.astype(np.float16))
-            rows.extend((video_id, int(i), float(s)) for i, s in zip(index, scores))
+                np.savez_compressed(tmp, **arrays)
+            rows.extend(video_rows)
         buf = io.StringIO()
         writer = csv.writer(buf)
-        writer.writerow(["video_id", "frame", "score"])
-        writer.writerows((v, i, f"{s:.6f}") for v, i, s in rows)
+        writer.writerow(["video_id", "frame", "score"] + (["category", "category_score"] if names is not None else []))
+        writer.writerows(rows)
         name = "frame_scores.csv" if trainer.world_size == 1 else f"frame_scores.rank{trainer.global_rank}.csv"
         write_text_atomic(self.output_dir / name, buf.getvalue())
         self._parts.clear()
