@@ -72,22 +72,19 @@ def main() -> None:
             before = f"{r['today_frames_per_s_per_core']:.1f} frames/s"
             rows.append(("evaluation data, sequential / today's interleaved, per core", before,
                          f"{r['sequential_frames_per_s_per_core']:.1f} frames/s", r["ratio"]))
-            rows.append(("evaluation data, device resize / today's interleaved, per core", before,
-                         f"{r['sequential_device_frames_per_s_per_core']:.1f} frames/s", r["ratio_device"]))
-            rows.append(("  the same with that resize on this CPU", before,
-                         f"{r['sequential_device_with_cpu_resize_frames_per_s_per_core']:.1f} frames/s",
-                         r["ratio_device_with_cpu_resize"]))
-            rows.append(("  the same per CPU-second (load-independent)", f"{r['today_frames_per_cpu_s']:.1f} /CPU-s",
-                         f"{r['sequential_device_frames_per_cpu_s']:.1f} /CPU-s",
-                         r["ratio_cpu_second_sequential_device_vs_today"]))
-            rows.append(("evaluation data, YUV to the device / today's interleaved, per core (≥ 2 wanted)", before,
-                         f"{r['sequential_device_yuv_frames_per_s_per_core']:.1f} frames/s", r["ratio_device_yuv"]))
-            rows.append(("  the same with the YUV → RGB conversion and resize on this CPU", before,
-                         f"{r['sequential_device_yuv_with_cpu_convert_frames_per_s_per_core']:.1f} frames/s",
-                         r["ratio_device_yuv_with_cpu_convert"]))
-            rows.append(("  the same per CPU-second (load-independent)", f"{r['today_frames_per_cpu_s']:.1f} /CPU-s",
-                         f"{r['sequential_device_yuv_frames_per_cpu_s']:.1f} /CPU-s",
-                         r["ratio_cpu_second_sequential_device_yuv_vs_today"]))
+            # (path, its ratio key, what moves to the device, the key of that work done on this CPU)
+            for path, ratio, title, on_cpu, cpu_key in (
+                ("sequential_device", "ratio_device", "device resize", "that resize", "with_cpu_resize"),
+                ("sequential_device_yuv", "ratio_device_yuv", "YUV to the device",
+                 "the YUV → RGB conversion and resize", "with_cpu_convert"),
+            ):
+                rows.append((f"evaluation data, {title} / today's interleaved, per core (≥ 2 wanted)", before,
+                             f"{r[f'{path}_frames_per_s_per_core']:.1f} frames/s", r[ratio]))
+                rows.append((f"  the same with {on_cpu} on this CPU", before,
+                             f"{r[f'{path}_{cpu_key}_frames_per_s_per_core']:.1f} frames/s", r[f"{ratio}_{cpu_key}"]))
+                rows.append(("  the same per CPU-second (load-independent)", f"{r['today_frames_per_cpu_s']:.1f} /CPU-s",
+                             f"{r[f'{path}_frames_per_cpu_s']:.1f} /CPU-s",
+                             r[f"ratio_cpu_second_{path}_vs_today"]))
             rows.append(("  device resize in the main process (no worker, one core)", before,
                          f"{r['main_process_device_frames_per_s_per_core']:.1f} frames/s",
                          r["ratio_core_main_process_device_vs_today"]))

@@ -1,6 +1,9 @@
 """Cached epochs that only read the cache: every clip file holds the clip's targets, the DataModule serves the
 splits from the files alone once the task opened its cache, and an epoch (training + validation) decodes no
-frame — the video reader raises if it is ever opened (tiny Qwen2.5-VL, small synthetic UBnormal, CPU)."""
+frame — the video reader raises if it is ever opened. With batches of several clips in the main process the
+loader reads the files into reused buffers (``CachedClipDataset`` ``auto`` → ``read``) and serves the targets the
+videos give and the grids the mapped files hold — every batch kept to the end, so a buffer reused too early would
+show (tiny Qwen2.5-VL, small synthetic UBnormal, CPU)."""
 
 from __future__ import annotations
 
@@ -26,9 +29,9 @@ def make_task(qwen_dir, **kwargs) -> AHDTask:
     return AHDTask(BackboneConfig(path=str(qwen_dir), dtype="float32"), logit_scale=10.0, log_heatmaps=0, **kwargs)
 
 
-def make_data(dataset) -> UBnormalDataModule:
+def make_data(dataset, batch_size: int = 1) -> UBnormalDataModule:
     return UBnormalDataModule(root=str(dataset.root), split_dir=str(dataset.split_dir), clip_len=8,
-                              frame_size=(64, 96), num_workers=0)
+                              frame_size=(64, 96), batch_size=batch_size, num_workers=0)
 
 
 @pytest.fixture(scope="module")
@@ -80,4 +83,42 @@ def test_a_cached_epoch_opens_no_video(cache_dir, small_ubnormal, tiny_qwen_dir,
     trainer.fit(task, datamodule=dm)
     assert opened == [] and calls == []
     assert trainer.num_training_batches == len(datasets[0]) and "val/micro_auc" in trainer.callback_metrics
+    assert torch.isfinite(trainer.callback_metrics["train/loss"])
+
+def test_batches_read_into_reused_buffers_equal_the_videos_and_the_mapped_files(cache_dir, small_ubnormal):
+    dm = make_data(small_ubnormal, batch_size=2)
+    live = dm.dataset("val")
+    cache = FeatureCache.open(cache_dir)
+    dm.read_from_feature_cache(cache)
+    batches = list(dm.val_dataloader())  # the validation loader: in order
+    assert len(batches) == (len(live) + 1) // 2 > 1
+    mapped = CachedClipDataset.from_dataset(cache, live, reader="mmap")
+    assert CachedClipDataset.from_dataset(cache, live).reader_for(2) == "read"
+    for b, batch in enumerate(batches):
+        indices = list(range(2 * b, min(2 * b + 2, len(live))))
+        reference = collate_clips([live[i] for i in indices])
+        for name in ("masks", "frame_labels", "frame_index", "valid"):
+            assert torch.equal(getattr(batch, name), getattr(reference, name)), (b, name)
+        assert batch.video_id == reference.video_id and batch.frame_size == reference.frame_size
+        for i, index in enumerate(indices):
+            grids = mapped[index].features
+            for layer, grid in grids.items():
+                assert torch.equal(batch.extras[feature_key(layer)][i], grid), (b, layer)
+
+
+def test_a_cached_epoch_in_batches_opens_no_video(cache_dir, small_ubnormal, tiny_qwen_dir, tmp_path, monkeypatch):
+    dm = make_data(small_ubnormal, batch_size=2)
+    dataset = dm.dataset("train")
+
+    def no_video(self, video_id):  # noqa: ANN001, ANN202
+        raise AssertionError(f"a cached epoch opened video {video_id}")
+
+    dataset._readers.clear()
+    monkeypatch.setattr(type(dataset), "_open_reader", no_video)
+    task = make_task(tiny_qwen_dir, feature_cache=str(cache_dir))
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, limit_val_batches=0, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         default_root_dir=str(tmp_path))
+    trainer.fit(task, datamodule=dm)
+    assert trainer.num_training_batches == (len(dataset) + 1) // 2
     assert torch.isfinite(trainer.callback_metrics["train/loss"])
