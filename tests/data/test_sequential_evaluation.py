@@ -1,8 +1,11 @@
 """Evaluation reads each video once, front to back: :class:`SequentialEvaluationClips` yields exactly the items
 of the map-style dataset, each clip once over all shards (DataLoader workers × DDP ranks), and its decoder only
-ever moves forward (never a seek back, never a frame decoded twice); DataModule loader defaults."""
+ever moves forward (never a seek back, never a frame decoded twice); :class:`ThreadedEvaluationClips` does the
+same with the videos dealt to threads that really run at once; DataModule loader defaults."""
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 import pytest
@@ -11,6 +14,8 @@ from torch.utils.data import IterableDataset
 
 from tvau_lightning.data import clips as clips_module
 from tvau_lightning.data.clips import SequentialEvaluationClips, default_num_workers
+from tvau_lightning.data.decode_threads import ThreadedEvaluationClips
+from tvau_lightning.data.video import VideoReadError
 from tvau_lightning.data.ubnormal import UBnormalDataModule
 
 
@@ -46,14 +51,7 @@ def test_sequential_items_equal_the_map_items_and_never_seek(small_ubnormal, str
     dm = make_data(small_ubnormal, frame_stride=stride)
     dataset = dm.dataset("test")
     expected = {_key(dataset[i]): dataset[i] for i in range(len(dataset))}
-    logs: dict[str, list[int]] = {}
-    original = type(dataset)._open_reader
-
-    def forward_only(self, video_id):  # noqa: ANN001, ANN202
-        return _ForwardOnlyReader(original(self, video_id), logs.setdefault(video_id, []))
-
-    monkeypatch.setattr(type(dataset), "_open_reader", forward_only)
-    dataset._readers.clear()
+    logs = _open_forward_only(dataset, monkeypatch)
     got = list(SequentialEvaluationClips(dataset))
     assert len(got) == len(dataset) == len(SequentialEvaluationClips(dataset))
     assert len({_key(s) for s in got}) == len(got)  # each clip once
@@ -101,5 +99,102 @@ def test_loader_defaults_follow_the_machine(small_ubnormal):
     assert auto.num_workers == default_num_workers() >= 1
     assert auto.pin_memory == torch.cuda.is_available()
     assert default_num_workers(limit=1) == 1
-    loader = auto.val_dataloader()
-    assert loader.persistent_workers and loader.num_workers == auto.num_workers
+    train = auto.train_dataloader()
+    assert train.persistent_workers and train.num_workers == auto.num_workers
+    val = auto.val_dataloader()  # evaluation: as many threads of the main process, no worker process
+    assert isinstance(val.dataset, ThreadedEvaluationClips) and val.dataset.threads == auto.num_workers
+    assert val.num_workers == 0 and not val.persistent_workers
+    processes = make_data(small_ubnormal, num_workers=2, eval_loading="processes").test_dataloader()
+    assert isinstance(processes.dataset, SequentialEvaluationClips) and processes.num_workers == 2
+    with pytest.raises(ValueError, match="eval_loading must be one of threads, processes"):
+        make_data(small_ubnormal, eval_loading="thread")
+
+
+def _open_forward_only(dataset, monkeypatch, wrap=None) -> dict[str, list[int]]:
+    """Make the dataset's readers forward-only (and wrapped by ``wrap``); returns the per-video read logs."""
+    logs: dict[str, list[int]] = {}
+    original = type(dataset)._open_reader
+
+    def forward_only(self, video_id):  # noqa: ANN001, ANN202
+        reader = _ForwardOnlyReader(original(self, video_id), logs.setdefault(video_id, []))
+        return reader if wrap is None else wrap(video_id, reader)
+
+    monkeypatch.setattr(type(dataset), "_open_reader", forward_only)
+    dataset._readers.clear()
+    return logs
+
+
+@pytest.mark.parametrize("threads", [2, 3, 8])
+def test_threaded_items_equal_the_map_items_each_once_in_video_order(small_ubnormal, threads, monkeypatch):
+    dataset = make_data(small_ubnormal, frame_stride=2).dataset("test")
+    expected = {_key(dataset[i]): dataset[i] for i in range(len(dataset))}
+    logs = _open_forward_only(dataset, monkeypatch)
+    threaded = ThreadedEvaluationClips(SequentialEvaluationClips(dataset), threads=threads)
+    got = list(threaded)
+    assert len(got) == len(threaded) == len(dataset) and len({_key(s) for s in got}) == len(got)
+    for sample in got:
+        ref = expected[_key(sample)]
+        assert torch.equal(sample.frames, ref.frames) and torch.equal(sample.masks, ref.masks)
+        assert torch.equal(sample.frame_labels, ref.frame_labels)
+    for video_id in logs:  # a video's clips keep their order; each video decoded once, front to back
+        starts = [int(s.frame_index[0]) for s in got if s.video_id == video_id]
+        assert starts == sorted(starts), video_id
+        assert logs[video_id] == list(range(dataset.num_frames(video_id))), video_id
+    assert not [t for t in threading.enumerate() if t.name.startswith("tvau-decode")]
+
+
+def test_threads_decode_two_videos_at_once(small_ubnormal, monkeypatch):
+    """Each read waits (up to 10 s) until a read of another video is under way: serial reading would fail."""
+    dataset = make_data(small_ubnormal).dataset("test")
+    assert len(dataset.video_ids) >= 2
+    barrier = threading.Barrier(2, timeout=10)
+    met: list[bool] = []
+
+    class Rendezvous:
+        def __init__(self, reader) -> None:  # noqa: ANN001
+            self._reader = reader
+
+        def __getattr__(self, name):  # noqa: ANN001, ANN204
+            return getattr(self._reader, name)
+
+        def read(self, indices):  # noqa: ANN001, ANN202
+            if not met:
+                barrier.wait()
+                met.append(True)
+            return self._reader.read(indices)
+
+    _open_forward_only(dataset, monkeypatch, wrap=lambda video_id, reader: Rendezvous(reader))
+    got = list(ThreadedEvaluationClips(SequentialEvaluationClips(dataset), threads=2))
+    assert met and len(got) == len(dataset)
+
+
+def test_a_failing_thread_raises_in_the_consumer_and_stops_the_others(small_ubnormal, monkeypatch):
+    dataset = make_data(small_ubnormal).dataset("test")
+    broken = dataset.video_ids[-1]
+
+    def fail_on(video_id, reader):  # noqa: ANN001, ANN202
+        if video_id == broken:
+            reader.read = lambda indices: (_ for _ in ()).throw(VideoReadError(f"{video_id}: corrupt"))
+        return reader
+
+    _open_forward_only(dataset, monkeypatch, wrap=fail_on)
+    with pytest.raises(VideoReadError, match="corrupt"):
+        list(ThreadedEvaluationClips(SequentialEvaluationClips(dataset), threads=2))
+    assert not [t for t in threading.enumerate() if t.name.startswith("tvau-decode")]
+
+
+def test_stopping_early_ends_the_threads(small_ubnormal):
+    dataset = make_data(small_ubnormal).dataset("test")
+    clips = iter(ThreadedEvaluationClips(SequentialEvaluationClips(dataset), threads=2, prefetch=1))
+    assert next(clips).video_id in dataset.video_ids
+    clips.close()  # what a consumer's break or exception does to the generator
+    assert not [t for t in threading.enumerate() if t.name.startswith("tvau-decode")]
+
+
+def test_threaded_loader_batches_every_clip(small_ubnormal):
+    dm = make_data(small_ubnormal, num_workers=2, batch_size=3)
+    dataset = dm.dataset("test")
+    keys = []
+    for batch in dm.test_dataloader():
+        keys += [(v, tuple(i.tolist())) for v, i in zip(batch.video_id, batch.frame_index)]
+    assert sorted(keys) == sorted(_key(dataset[i]) for i in range(len(dataset)))

@@ -71,6 +71,11 @@ def test_mask_gather_equals_torch_nearest_exact(src, dst):
     masks = torch.rand(3, *src) > 0.7
     reference = torch.nn.functional.interpolate(masks[:, None].float(), size=dst, mode="nearest-exact")[:, 0] > 0.5
     assert torch.equal(resize_masks(masks, dst), reference)
+    masks[1] = False  # a frame without an anomalous pixel among others: only the others are resampled
+    reference = torch.nn.functional.interpolate(masks[:, None].float(), size=dst, mode="nearest-exact")[:, 0] > 0.5
+    assert torch.equal(resize_masks(masks, dst), reference)
+    assert torch.equal(resize_masks(masks.to(torch.uint8), dst), reference.to(torch.uint8))
+    assert torch.equal(resize_masks(torch.zeros(2, *src, dtype=torch.bool), dst), torch.zeros(2, *dst, dtype=torch.bool))
     ids = (torch.rand(3, *src) * 1000).long()  # int64 ids take the gather path: same sampling grid
     reference = torch.nn.functional.interpolate(ids[:, None].double(), size=dst, mode="nearest-exact")[:, 0].long()
     assert torch.equal(resize_masks(ids, dst), reference)

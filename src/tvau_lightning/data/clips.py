@@ -29,9 +29,11 @@ import abc
 import dataclasses
 import functools
 import os
+import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import numpy as np
@@ -39,6 +41,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from tvau_lightning.data.decode_threads import ThreadedEvaluationClips
 from tvau_lightning.data.feature_cache import CachedClipDataset, collate_cached_clips
 from tvau_lightning.data.loader import ForkSafeDataLoader
 from tvau_lightning.data.transforms import FrameResizeMode, resize_frames, resize_masks
@@ -54,6 +57,10 @@ Sampling = Literal["train", "eval"]
 #: converts to RGB before resizing, ``auto``: ``device`` when CUDA is available, else ``data``
 ResizeOn = Literal["auto", "data", "device", "device_yuv420"]
 RESIZE_ON: tuple[str, ...] = ("auto", "data", "device", "device_yuv420")
+#: how a clip DataModule's evaluation loaders read in parallel: ``threads`` of the main process (default) or
+#: DataLoader worker ``processes``; ``num_workers`` of either (:class:`VideoClipDataModule`)
+EvalLoading = Literal["threads", "processes"]
+EVAL_LOADING: tuple[str, ...] = ("threads", "processes")
 #: what the workers ship with ``resize_on: device``: RGB frames, or packed YUV 4:2:0 (``device_yuv420``)
 FramesFormat = Literal["rgb", "yuv420"]
 #: readers a forked DataLoader worker inherited from its parent. They are kept referenced and never used:
@@ -270,6 +277,11 @@ class VideoClipDataset(Dataset, abc.ABC):
     def _read_masks(self, video_id: str, indices: np.ndarray) -> torch.Tensor:
         """``(n, H, W)`` bool anomaly masks of the frames ``indices`` at the source size."""
 
+    def _clip_masks(self, video_id: str, indices: np.ndarray) -> torch.Tensor:
+        """``(n, H', W')`` bool masks of the frames ``indices`` at ``frame_size`` (:meth:`_read_masks`, resized).
+        Subclasses that know which frames have no anomalous pixel override it to skip reading those."""
+        return resize_masks(self._read_masks(video_id, indices), self.frame_size)
+
     def _check_reader(self, video_id: str, reader: VideoReader) -> None:  # noqa: B027
         """Lazy consistency checks between a freshly opened reader and the annotations (override)."""
 
@@ -349,8 +361,29 @@ class VideoClipDataset(Dataset, abc.ABC):
     def __len__(self) -> int:
         return len(self._clips)
 
+    def thread_state(self) -> threading.local:
+        """What this thread alone uses of the dataset (a decoded block being served, annotation caches): evaluation
+        clips may be read by several threads of one process (:class:`~tvau_lightning.data.decode_threads.
+        ThreadedEvaluationClips`), each on its own videos."""
+        return self.__dict__.setdefault("_thread_state", threading.local())
+
+    @contextmanager
+    def serving(self, video_id: str, reader: VideoReader) -> Iterator[None]:
+        """Within the block, this thread's :meth:`reader` of ``video_id`` is ``reader`` (a decoded block)."""
+        state = self.thread_state()
+        previous = getattr(state, "serving", None)
+        state.serving = (video_id, reader)
+        try:
+            yield
+        finally:
+            state.serving = previous
+
     def reader(self, video_id: str) -> VideoReader:
-        """The (cached, per-process) frame reader of a video."""
+        """The (cached, per-process) frame reader of a video; inside :meth:`serving`, the block served to this
+        thread."""
+        serving = getattr(self.thread_state(), "serving", None)
+        if serving is not None and serving[0] == video_id:
+            return serving[1]
         if self._readers_pid != os.getpid():  # a forked worker: never reuse (nor free) the parent's decoders
             _INHERITED_READERS.extend(self._readers.values())
             self._readers = OrderedDict()
@@ -370,6 +403,7 @@ class VideoClipDataset(Dataset, abc.ABC):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_readers"] = OrderedDict()  # decoders cannot be pickled (spawned DataLoader workers)
+        state.pop("_thread_state", None)  # per thread of this process
         return state
 
     def __getitem__(self, index: int) -> ClipSample:
@@ -395,7 +429,7 @@ class VideoClipDataset(Dataset, abc.ABC):
         frames, colour = self._read_frames(reader, indices)
         if self.resize_on != "device":
             frames = resize_frames(frames, self.frame_size, mode=self.resize_mode)
-        masks = resize_masks(self._read_masks(video_id, indices), self.frame_size)
+        masks = self._clip_masks(video_id, indices)
         labels = torch.from_numpy(self.frame_labels(video_id)[indices].astype(np.int64))
         count, pad = len(indices), self.clip_len - len(indices)
         frame_index = torch.full((self.clip_len,), -1, dtype=torch.int64)
@@ -495,10 +529,19 @@ class SequentialEvaluationClips(IterableDataset):
         rank, world, _, _ = shard_of_process()
         return sum(len(self._by_video[v]) for v in self._videos_of_rank(rank, world))
 
-    def __iter__(self):  # noqa: ANN204 - an iterator of ClipSample
+    def __iter__(self) -> Iterator[ClipSample]:
+        return self.iter_videos(self._videos_of_shard())
+
+    def videos_of_shard(self) -> list[str]:
+        """The videos this process (DDP rank, DataLoader worker) reads, in order."""
+        return self._videos_of_shard()
+
+    def iter_videos(self, videos: Sequence[str]) -> Iterator[ClipSample]:
+        """The clips of ``videos``, video by video, each decoded front to back (safe to run in several threads of
+        one process on distinct videos: the decoded block is served to this thread alone)."""
         dataset = self.dataset
         clips = dataset.clips
-        for video_id in self._videos_of_shard():
+        for video_id in videos:
             block = dataset.clip_len * dataset.frame_stride_of(video_id)
             items = self._by_video[video_id]
             reader = dataset.reader(video_id)
@@ -510,13 +553,10 @@ class SequentialEvaluationClips(IterableDataset):
                     end += 1
                 frames_of_block = np.unique(np.concatenate([clips[i][1] for i in items[start:end]]))
                 decoded = _DecodedBlock(reader, frames_of_block, *dataset._read_frames(reader, frames_of_block))
-                dataset._readers[video_id] = decoded
-                try:
-                    for i in items[start:end]:
-                        yield dataset[i]
-                finally:
-                    if dataset._readers.get(video_id) is decoded:
-                        dataset._readers[video_id] = reader
+                for i in items[start:end]:
+                    with dataset.serving(video_id, decoded):
+                        item = dataset[i]
+                    yield item
                 start = end
 
 
@@ -595,6 +635,15 @@ class VideoClipDataModule(LightningDataModule, abc.ABC):
     ``pin_memory=None`` (the default) → pin when CUDA is available. Workers persist across epochs. After
     :meth:`read_from_feature_cache`, every loader serves clips from the feature cache alone (no video opened).
 
+    ``eval_loading`` says how the evaluation loaders (val/test/predict) use those ``num_workers``: ``threads``
+    (the default) decodes in ``num_workers`` threads of the main process
+    (:class:`~tvau_lightning.data.decode_threads.ThreadedEvaluationClips`: each thread reads whole videos, and the
+    frames never cross into another process), ``processes`` in as many DataLoader worker processes (each batch
+    copied into fresh shared memory on its way out). Measured (``benchmarks/README.md``, 1280×720 → 448×672,
+    PyAV, 2 cores): threads 2.7–3× the frames per CPU-second of the loader before issue 17, processes ~1.5×.
+    The training loader always uses worker processes (shuffled windows seek, and a worker's copy is small
+    next to a training step).
+
     ``resize_on`` says where frames are resized to the subclass's ``frame_size``: ``data`` in the dataset (the
     DataLoader workers), ``device`` on the model's device after the batch transfer (:meth:`on_after_batch_transfer`,
     with the same :func:`~tvau_lightning.data.transforms.resize_frames`; on the CPU the bytes are identical):
@@ -633,10 +682,14 @@ class VideoClipDataModule(LightningDataModule, abc.ABC):
         pin_memory: bool | None = None,
         video_backend: VideoBackend = "auto",
         resize_on: ResizeOn = "data",
+        eval_loading: EvalLoading = "threads",
     ) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if eval_loading not in EVAL_LOADING:
+            raise ValueError(f"eval_loading must be one of {', '.join(EVAL_LOADING)}, got {eval_loading!r}")
+        self.eval_loading: EvalLoading = eval_loading
         if num_workers is None:
             num_workers = default_num_workers()
         if num_workers < 0:
@@ -714,18 +767,21 @@ class VideoClipDataModule(LightningDataModule, abc.ABC):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset, collate = self.dataset(split), self.clip_collate()
+        workers = self.num_workers
         if self._feature_cache is not None:
             dataset, collate = CachedClipDataset.from_dataset(self._feature_cache, dataset), collate_cached_clips
         elif isinstance(dataset, VideoClipDataset) and dataset.sampling == "eval":
             dataset, shuffle = SequentialEvaluationClips(dataset), False
+            if self.eval_loading == "threads" and workers > 0:
+                dataset, workers = ThreadedEvaluationClips(dataset, threads=workers), 0
         return ForkSafeDataLoader(
             dataset,
             batch_size=self.batch_size,
             shuffle=shuffle,
-            num_workers=self.num_workers,
+            num_workers=workers,
             collate_fn=collate,
             pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
+            persistent_workers=workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -41,6 +41,7 @@ import torch
 from tvau_lightning.data.clips import (
     DatasetFormatError,
     DatasetWarning,
+    EvalLoading,
     ResizeOn,
     Sampling,
     VideoClipDataModule,
@@ -463,6 +464,9 @@ class ShanghaiTechDataModule(VideoClipDataModule):
             (``track_id,frame,x_min,y_min,x_max,y_max``); None derives tracks from the pixel masks, which is not
             comparable with published numbers (warned once).
         strict: make tolerated inconsistencies of the track files errors instead of warnings.
+        eval_loading: how the evaluation loaders use ``num_workers``: ``threads`` of the main process (default:
+            whole videos per thread, no copy between processes) or DataLoader worker ``processes``; training
+            always uses processes. See :class:`~tvau_lightning.data.clips.VideoClipDataModule`.
     """
 
     def __init__(
@@ -488,9 +492,10 @@ class ShanghaiTechDataModule(VideoClipDataModule):
         strict: bool = False,
         sample_fps: float | None = None,
         resize_on: ResizeOn = "data",
+        eval_loading: EvalLoading = "threads",
     ) -> None:
         super().__init__(batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory,
-                         video_backend=video_backend, resize_on=resize_on)
+                         video_backend=video_backend, resize_on=resize_on, eval_loading=eval_loading)
         self.save_hyperparameters()
         if gt_tracks_dir is not None and not Path(gt_tracks_dir).is_dir():
             raise FileNotFoundError(

@@ -84,6 +84,9 @@ def resize_masks(masks: torch.Tensor, size: tuple[int, int] | list[int] | None) 
     frames' size stays aligned with frames resized by :func:`resize_frames`. Bool and uint8 masks use torch's
     uint8 kernel (bools reinterpreted without a copy); other dtypes (int64 ids …) a row/column gather, exact
     for any value.
+
+    Frames without a nonzero pixel (most frames of a test video) are not resampled: their output is zeros,
+    which is what nearest-neighbour gives them.
     """
     if masks.ndim != 3:
         raise ValueError(f"resize_masks expects (T, H, W) masks, got shape {tuple(masks.shape)}")
@@ -96,8 +99,21 @@ def resize_masks(masks: torch.Tensor, size: tuple[int, int] | list[int] | None) 
         return masks
     if masks.dtype in (torch.bool, torch.uint8):
         as_bytes = masks.contiguous().view(torch.uint8)
-        out = F.interpolate(as_bytes[:, None], size=(height, width), mode="nearest-exact")[:, 0]
+        out = _resize_nonzero_rows(as_bytes, (height, width))
         return out.view(torch.bool) if masks.dtype == torch.bool else out
     rows = nearest_indices(masks.shape[1], height, masks.device)
     cols = nearest_indices(masks.shape[2], width, masks.device)
     return masks.index_select(1, rows).index_select(2, cols)
+
+
+def _resize_nonzero_rows(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Nearest-exact resize of ``(T, H, W)`` uint8 masks to ``(T, *size)``, resampling only the frames that hold a
+    nonzero pixel (the others are zeros either way)."""
+    nonzero = masks.flatten(1).any(1)
+    if bool(nonzero.all()):
+        return F.interpolate(masks[:, None], size=size, mode="nearest-exact")[:, 0]
+    out = masks.new_zeros((masks.shape[0], *size))
+    rows = nonzero.nonzero()[:, 0]
+    if len(rows):
+        out[rows] = F.interpolate(masks[rows][:, None], size=size, mode="nearest-exact")[:, 0]
+    return out

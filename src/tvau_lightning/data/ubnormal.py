@@ -48,6 +48,7 @@ from scipy import ndimage
 from tvau_lightning.data.clips import (
     DatasetFormatError,
     DatasetWarning,
+    EvalLoading,
     ResizeOn,
     Sampling,
     VideoClipDataModule,
@@ -56,7 +57,7 @@ from tvau_lightning.data.clips import (
     evaluation_clips,
     training_clips,
 )
-from tvau_lightning.data.transforms import FrameResizeMode
+from tvau_lightning.data.transforms import FrameResizeMode, resize_masks
 from tvau_lightning.data.video import VideoBackend, VideoReader, VideoReadError, open_video
 
 #: split names as the DataModule arguments may spell them → the spelling in the benchmark's file names
@@ -581,9 +582,12 @@ class UBnormalDataset(VideoClipDataset):
         return torch.tensor(rows, dtype=torch.int64).reshape(-1, 6)
 
     def _id_map(self, video_id: str, frame: int) -> np.ndarray:
-        """The object-id map of a frame, checked against the video's size; the last clip's maps are cached
-        (masks and GT boxes of one item read the same pngs)."""
-        cache: OrderedDict[tuple[str, int], np.ndarray] = self.__dict__.setdefault("_id_cache", OrderedDict())
+        """The object-id map of a frame, checked against the video's size; the last clip's maps are cached, per
+        thread (masks and GT boxes of one item read the same pngs)."""
+        state = self.thread_state()
+        if not hasattr(state, "id_cache"):
+            state.id_cache = OrderedDict()
+        cache: OrderedDict[tuple[str, int], np.ndarray] = state.id_cache
         key = (video_id, frame)
         if key in cache:
             return cache[key]
@@ -628,6 +632,17 @@ class UBnormalDataset(VideoClipDataset):
                 masks[i] = np.isin(self._id_map(video_id, frame), active)
         return torch.from_numpy(masks)
 
+    def _clip_masks(self, video_id: str, indices: np.ndarray) -> torch.Tensor:
+        # zeros at frame_size for the frames no track covers; only the covered frames are read at the source
+        # size and resized (most test frames are normal: no source-size allocation or resize for them)
+        height, width = self.frame_size or self.original_size(video_id)
+        masks = torch.zeros((len(indices), height, width), dtype=torch.bool)
+        tracks = self.tracks(video_id)
+        covered = [i for i, frame in enumerate(indices.tolist()) if any(t.covers(frame) for t in tracks)]
+        if covered:
+            masks[covered] = resize_masks(self._read_masks(video_id, indices[covered]), self.frame_size)
+        return masks
+
 
 class UBnormalDataModule(VideoClipDataModule):
     """UBnormal train/validation/test splits as clip batches (:class:`~tvau_lightning.data.types.ClipBatch`).
@@ -671,6 +686,9 @@ class UBnormalDataModule(VideoClipDataModule):
             truth, a BOM in a split file) errors instead of warnings.
         gt_box_convention: ``authors`` (default: RBDC/TBDC boxes exactly as the authors' track files, max corner
             one past the last pixel) or ``inclusive`` (the max corner is the last pixel).
+        eval_loading: how the evaluation loaders use ``num_workers``: ``threads`` of the main process (default:
+            whole videos per thread, no copy between processes) or DataLoader worker ``processes``; training
+            always uses processes. See :class:`~tvau_lightning.data.clips.VideoClipDataModule`.
     """
 
     def __init__(
@@ -697,9 +715,10 @@ class UBnormalDataModule(VideoClipDataModule):
         gt_box_convention: BoxConvention = "authors",
         sample_fps: float | None = None,
         resize_on: ResizeOn = "data",
+        eval_loading: EvalLoading = "threads",
     ) -> None:
         super().__init__(batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory,
-                         video_backend=video_backend, resize_on=resize_on)
+                         video_backend=video_backend, resize_on=resize_on, eval_loading=eval_loading)
         self.save_hyperparameters()
         check_clip_args(clip_len, frame_stride, frame_size, train_clip_step, sample_fps)
         if gt_box_convention not in ("authors", "inclusive"):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tvau_lightning.data.clips import DatasetFormatError, check_clip_args
+from tvau_lightning.data.clips import DatasetFormatError, EvalLoading, check_clip_args
 from tvau_lightning.data.temporal_annotations import (
     UCF_CRIME_CATEGORIES,
     RangeConvention,
@@ -144,6 +144,9 @@ class UCFCrimeDataModule(WeaklyLabelledDataModule):
         decode_threads: decoder threads per video (0 = automatic; 1 is best with several workers).
         pin_memory: pin batches in page-locked memory (``None``: when CUDA is available).
         video_backend: decoder of the videos (``auto``: decord if installed, else PyAV).
+        eval_loading: how the evaluation loaders use ``num_workers``: ``threads`` of the main process (default:
+            whole videos per thread, no copy between processes) or DataLoader worker ``processes``; training
+            always uses processes. See :class:`~tvau_lightning.data.clips.VideoClipDataModule`.
     """
 
     def __init__(
@@ -167,9 +170,10 @@ class UCFCrimeDataModule(WeaklyLabelledDataModule):
         pin_memory: bool | None = None,
         video_backend: VideoBackend = "auto",
         sample_fps: float | None = None,
+        eval_loading: EvalLoading = "threads",
     ) -> None:
         super().__init__(batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory,
-                         video_backend=video_backend)
+                         video_backend=video_backend, eval_loading=eval_loading)
         self.save_hyperparameters()
         check_clip_args(clip_len, frame_stride, frame_size, train_clip_step, sample_fps)
         self.sample_fps = sample_fps

@@ -163,6 +163,10 @@ class WeaklyLabelledDataset(VideoClipDataset):
         height, width = self.original_size(video_id)
         return torch.zeros((len(indices), height, width), dtype=torch.bool)
 
+    def _clip_masks(self, video_id: str, indices: np.ndarray) -> torch.Tensor:
+        height, width = self.frame_size or self.original_size(video_id)
+        return torch.zeros((len(indices), height, width), dtype=torch.bool)  # no pixel ground truth here
+
     def _load_clip(self, video_id: str, indices: np.ndarray) -> ClipSample:
         sample = super()._load_clip(video_id, indices)
         sample.video_labels = torch.from_numpy(self.video_labels(video_id))
