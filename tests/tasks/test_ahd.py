@@ -72,6 +72,20 @@ def test_checkpoint_holds_the_ahd_only_and_reproduces_validation(ahd_setup, cli_
         assert again[f"val/{m}"] == pytest.approx(ahd_setup["fitted"][f"val/{m}"], abs=1e-6), m
 
 
+def test_metrics_do_not_depend_on_how_evaluation_loads(ahd_setup, cli_runner):
+    """Threads (the default: clips of several videos interleave in a varying order), worker processes and the
+    main process alone must give the same validation metrics."""
+    last = ahd_setup["out"] / "ckpt" / "last.ckpt"
+    runs = {name: cli_runner(["validate", "--config", str(ahd_setup["config"]), "--ckpt_path", str(last), *extra])
+            for name, extra in (("threads", ["--data.init_args.num_workers", "2"]),
+                                ("processes", ["--data.init_args.num_workers", "2",
+                                               "--data.init_args.eval_loading", "processes"]),
+                                ("main", ["--data.init_args.num_workers", "0"]))}
+    for m in METRICS:
+        assert runs["threads"][f"val/{m}"] == pytest.approx(runs["main"][f"val/{m}"], abs=1e-6), m
+        assert runs["processes"][f"val/{m}"] == pytest.approx(runs["main"][f"val/{m}"], abs=1e-6), m
+
+
 def test_test_subcommand_on_best_checkpoint(ahd_setup, cli_runner):
     best = ahd_setup["out"] / "ckpt" / "best.ckpt"
     result = cli_runner(["test", "--config", str(ahd_setup["config"]), "--ckpt_path", str(best)])
