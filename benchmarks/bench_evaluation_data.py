@@ -25,12 +25,22 @@ DataModules do) and loads every evaluation clip with ``--workers`` DataLoader wo
   the CPU, is measured apart the same way and folded back in as ``sequential_device_yuv_with_cpu_convert``;
 * **main_process_device**: ``sequential_device`` with no worker (``num_workers=0``, one core): what the path
   costs when the source-size frames need not cross into another process (the ceiling of one core; a single
-  process does not scale past it).
+  process does not scale past it);
+* **threads** (the DataModules' default since ``eval_loading: threads``): :class:`~tvau_lightning.data.
+  decode_threads.ThreadedEvaluationClips` — the videos dealt to ``--workers`` threads of the main process, each
+  decoding its videos front to back and resizing in the thread (``resize_on: data``); no worker process, so no
+  frame is copied into shared memory;
+* **threads_device**: the same with ``resize_on: device`` (the resize left to the model's device, folded back
+  in as ``threads_device_with_cpu_resize`` as above).
+
+Masks: the videos have no anomalous pixel, and every path reads them all-False at the source size
+(``_read_masks``); the current paths skip resampling frames without a nonzero pixel (``resize_masks``), the
+**today** path replays the resize of every frame that the loader of that day did.
 
 The paths take turns ``--repeats`` times (a change of machine load hits all); the script prints frames/s (real
 frames, padding excluded) in total and per busy core (``min(workers, cores)``; 1 without workers), frames per
-CPU-second (user + system time of the main process and its workers: what the loading costs, whatever else runs
-on the machine), and ratios of the medians against ``today``. ``--backend pyav`` (``today`` replays PyAV).
+CPU-second (user + system time of the main process, its threads and its workers: what the loading costs,
+whatever else runs on the machine), and ratios of the medians against ``today``. ``--backend pyav`` (``today`` replays PyAV).
 
     python benchmarks/bench_evaluation_data.py --backend pyav               # 4 videos × 128 frames, 4 workers
     python benchmarks/bench_evaluation_data.py --backend pyav --workers 2 --videos 2
@@ -51,6 +61,7 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
+import torch.nn.functional as F
 from bench_qwen_vision import cpu_name
 from torch.utils.data import DataLoader
 
@@ -61,6 +72,7 @@ from tvau_lightning.data.clips import (
     collate_mixed_sizes,
     frames_as_rgb,
 )
+from tvau_lightning.data.decode_threads import ThreadedEvaluationClips
 from tvau_lightning.data.transforms import resize_frames
 from tvau_lightning.data.types import collate_clips
 from tvau_lightning.data.video import PyAVVideo, open_video
@@ -141,6 +153,13 @@ class BenchVideos(VideoClipDataset):
     def _read_masks(self, video_id: str, indices: np.ndarray) -> torch.Tensor:
         h, w = self.original_size(video_id)
         return torch.zeros((len(indices), h, w), dtype=torch.bool)
+
+    def _clip_masks(self, video_id: str, indices: np.ndarray) -> torch.Tensor:
+        if not self.today:
+            return super()._clip_masks(video_id, indices)
+        # the mask resize of before issue 17: every frame resampled, nonzero or not
+        masks = self._read_masks(video_id, indices).view(torch.uint8)[:, None]
+        return F.interpolate(masks, size=self.frame_size, mode="nearest-exact")[:, 0].view(torch.bool)
 
 
 def _cpu_seconds() -> float:
@@ -226,16 +245,19 @@ def main() -> None:
         sequential_device_yuv = SequentialEvaluationClips(on_device_yuv)
         # the DataModule's collate with resize_on: device_yuv420 (it records the batch's colour for the device)
         collate_yuv = functools.partial(collate_mixed_sizes, collate=collate_clips, frame_size=tuple(args.size))
+        threads = ThreadedEvaluationClips(sequential, threads=args.workers)
+        threads_device = ThreadedEvaluationClips(sequential_device, threads=args.workers)
         paths_of = {"today": today, "interleaved": dataset, "sequential": sequential,
                     "sequential_device": sequential_device, "sequential_device_yuv": sequential_device_yuv,
-                    "main_process_device": sequential_device}
+                    "main_process_device": sequential_device, "threads": threads, "threads_device": threads_device}
+        in_main_process = ("main_process_device", "threads", "threads_device")
         collates = {"today": collate_today, "sequential_device_yuv": collate_yuv}
         times: dict[str, list[float]] = {name: [] for name in paths_of}
         cpu_times: dict[str, list[float]] = {name: [] for name in paths_of}
         counted = {}
         for _ in range(args.repeats):
             for name, data in paths_of.items():
-                workers = 0 if name == "main_process_device" else args.workers
+                workers = 0 if name in in_main_process else args.workers
                 seconds, frames, cpu = epoch_seconds(data, workers, collates.get(name, collate_clips))
                 times[name].append(seconds)
                 cpu_times[name].append(cpu)
@@ -254,7 +276,7 @@ def main() -> None:
         fps = counted[name] / statistics.median(times[name])
         per_cpu = counted[name] / statistics.median(cpu_times[name])
         result[f"{name}_frames_per_s"] = fps
-        cores = 1 if name == "main_process_device" else processes
+        cores = 1 if name == "main_process_device" else processes  # threads: as many busy cores as workers
         result[f"{name}_frames_per_s_per_core"] = fps / cores
         result[f"{name}_frames_per_cpu_s"] = per_cpu
         print(f"{name:21s}: {statistics.median(times[name]):6.2f} s  {fps:6.1f} frames/s  {fps / cores:6.1f} "
@@ -272,10 +294,12 @@ def main() -> None:
           f"{convert_s * 1000:.1f} ms per {args.clip_len}-frame clip ({convert_fps:.0f} frames/s) — on a GPU this "
           "work leaves the CPU")
     compared = ("interleaved", "sequential", "sequential_device", "sequential_device_with_cpu_resize",
-                "sequential_device_yuv", "sequential_device_yuv_with_cpu_convert", "main_process_device")
+                "sequential_device_yuv", "sequential_device_yuv_with_cpu_convert", "main_process_device",
+                "threads", "threads_device", "threads_device_with_cpu_resize")
     for unit, key in (("per core", "frames_per_s_per_core"), ("per CPU-second", "frames_per_cpu_s")):
-        device = result[f"sequential_device_{key}"]
-        result[f"sequential_device_with_cpu_resize_{key}"] = 1.0 / (1.0 / device + 1.0 / resize_fps)
+        for device_path in ("sequential_device", "threads_device"):
+            device = result[f"{device_path}_{key}"]
+            result[f"{device_path}_with_cpu_resize_{key}"] = 1.0 / (1.0 / device + 1.0 / resize_fps)
         device_yuv = result[f"sequential_device_yuv_{key}"]
         result[f"sequential_device_yuv_with_cpu_convert_{key}"] = 1.0 / (1.0 / device_yuv + 1.0 / convert_fps)
         for base in ("today", "interleaved"):
@@ -296,6 +320,8 @@ def main() -> None:
     result["ratio_device_with_cpu_resize"] = result["ratio_core_sequential_device_with_cpu_resize_vs_today"]
     result["ratio_device_yuv"] = result["ratio_core_sequential_device_yuv_vs_today"]
     result["ratio_device_yuv_with_cpu_convert"] = result["ratio_core_sequential_device_yuv_with_cpu_convert_vs_today"]
+    result["ratio_threads"] = result["ratio_core_threads_vs_today"]
+    result["ratio_threads_per_cpu_s"] = result["ratio_cpu_second_threads_vs_today"]
     if args.json is not None:
         write_text_atomic(args.json, json.dumps(result, indent=2) + "\n")
 

@@ -15,8 +15,8 @@ from torch.utils.data import IterableDataset
 from tvau_lightning.data import clips as clips_module
 from tvau_lightning.data.clips import SequentialEvaluationClips, default_num_workers
 from tvau_lightning.data.decode_threads import ThreadedEvaluationClips
-from tvau_lightning.data.video import VideoReadError
 from tvau_lightning.data.ubnormal import UBnormalDataModule
+from tvau_lightning.data.video import VideoReadError
 
 
 def make_data(dataset, **kwargs) -> UBnormalDataModule:
