@@ -83,7 +83,7 @@ def main() -> None:
                 ("sequential_device_yuv", "ratio_device_yuv", "YUV to the device",
                  "the YUV → RGB conversion and resize", "with_cpu_convert"),
             ):
-                rows.append((f"evaluation data, {title} / today's interleaved, per core (≥ 2 wanted)", before,
+                rows.append((f"evaluation data, worker processes, {title} / today's interleaved, per core", before,
                              f"{r[f'{path}_frames_per_s_per_core']:.1f} frames/s", r[ratio]))
                 rows.append((f"  the same with {on_cpu} on this CPU", before,
                              f"{r[f'{path}_{cpu_key}_frames_per_s_per_core']:.1f} frames/s", r[f"{ratio}_{cpu_key}"]))
