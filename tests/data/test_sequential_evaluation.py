@@ -14,7 +14,8 @@ from torch.utils.data import IterableDataset
 
 from tvau_lightning.data import clips as clips_module
 from tvau_lightning.data.clips import SequentialEvaluationClips, default_num_workers
-from tvau_lightning.data.decode_threads import ThreadedEvaluationClips
+from tvau_lightning.data.decode_threads import ThreadedEvaluationClips, stop_decode_threads
+from tvau_lightning.data.loader import ForkSafeDataLoader
 from tvau_lightning.data.ubnormal import UBnormalDataModule
 from tvau_lightning.data.video import VideoReadError
 
@@ -140,7 +141,7 @@ def test_threaded_items_equal_the_map_items_each_once_in_video_order(small_ubnor
         starts = [int(s.frame_index[0]) for s in got if s.video_id == video_id]
         assert starts == sorted(starts), video_id
         assert logs[video_id] == list(range(dataset.num_frames(video_id))), video_id
-    assert not [t for t in threading.enumerate() if t.name.startswith("tvau-decode")]
+    assert _decode_threads() == []
 
 
 def test_threads_decode_two_videos_at_once(small_ubnormal, monkeypatch):
@@ -180,7 +181,7 @@ def test_a_failing_thread_raises_in_the_consumer_and_stops_the_others(small_ubno
     _open_forward_only(dataset, monkeypatch, wrap=fail_on)
     with pytest.raises(VideoReadError, match="corrupt"):
         list(ThreadedEvaluationClips(SequentialEvaluationClips(dataset), threads=2))
-    assert not [t for t in threading.enumerate() if t.name.startswith("tvau-decode")]
+    assert _decode_threads() == []
 
 
 def test_stopping_early_ends_the_threads(small_ubnormal):
@@ -188,7 +189,27 @@ def test_stopping_early_ends_the_threads(small_ubnormal):
     clips = iter(ThreadedEvaluationClips(SequentialEvaluationClips(dataset), threads=2, prefetch=1))
     assert next(clips).video_id in dataset.video_ids
     clips.close()  # what a consumer's break or exception does to the generator
-    assert not [t for t in threading.enumerate() if t.name.startswith("tvau-decode")]
+    assert _decode_threads() == []
+
+
+def _decode_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("tvau-decode")]
+
+
+def test_an_abandoned_iteration_is_stopped_before_workers_fork(small_ubnormal):
+    """Lightning's sanity check leaves a half-read evaluation iterator behind just before the training workers
+    fork: starting worker processes stops its threads, and resuming it raises instead of waiting forever."""
+    dataset = make_data(small_ubnormal).dataset("test")
+    abandoned = iter(ThreadedEvaluationClips(SequentialEvaluationClips(dataset), threads=2, prefetch=1))
+    next(abandoned)
+    assert len(_decode_threads()) == 2
+    workers = ForkSafeDataLoader(list(range(4)), batch_size=None, num_workers=1)
+    assert sorted(int(x) for x in workers) == [0, 1, 2, 3]
+    assert _decode_threads() == []
+    with pytest.raises(RuntimeError, match="stopped"):
+        list(abandoned)
+    assert stop_decode_threads() == 0  # nothing left to stop; a new iteration starts new threads
+    assert len(list(ThreadedEvaluationClips(SequentialEvaluationClips(dataset), threads=2))) == len(dataset)
 
 
 def test_threaded_loader_batches_every_clip(small_ubnormal):

@@ -14,7 +14,13 @@ clips of different videos interleave (as they do across DataLoader workers), the
 order. An error in a thread is raised by the iterator; stopping early (``break``, an exception in the
 consumer) stops the threads after their current block.
 
-The ``VideoClipDataModule`` evaluation loaders use it by default (``eval_threads``); measured against worker
+An iteration abandoned before its end (Lightning's sanity check and ``limit_val_batches`` stop early and keep
+the iterator until the next evaluation) leaves its threads waiting on the full queue. :func:`stop_decode_threads`
+ends every such iteration; :class:`~tvau_lightning.data.loader.ForkSafeDataLoader` calls it before it forks
+worker processes, so no worker is forked while decoding threads run, and resuming a stopped iteration raises
+instead of waiting forever.
+
+The ``VideoClipDataModule`` evaluation loaders use it by default (``eval_loading``); measured against worker
 processes in ``benchmarks/README.md`` (evaluation data path).
 """
 
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -31,10 +38,37 @@ if TYPE_CHECKING:
     from tvau_lightning.data.clips import SequentialEvaluationClips
     from tvau_lightning.data.types import ClipSample
 
-__all__ = ["ThreadedEvaluationClips"]
+__all__ = ["ThreadedEvaluationClips", "stop_decode_threads"]
 
 _DONE = object()  # a thread's last item
 _POLL_S = 0.1  # how often a thread waiting on a full queue checks whether the consumer stopped
+
+
+class _Run:
+    """The threads of one iteration and the event that stops them."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def end(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            if thread is not threading.current_thread():
+                thread.join()
+
+
+_RUNS: weakref.WeakSet[_Run] = weakref.WeakSet()  # the iterations whose threads may still run
+
+
+def stop_decode_threads() -> int:
+    """Stop the threads of every unfinished :class:`ThreadedEvaluationClips` iteration of this process (each
+    thread ends after its current block); returns how many iterations were stopped. Resuming one of them raises
+    ``RuntimeError``; a new iteration starts new threads."""
+    runs = [run for run in list(_RUNS) if not run.stop.is_set()]
+    for run in runs:
+        run.end()
+    return len(runs)
 
 
 class _Failed:
@@ -76,7 +110,8 @@ class ThreadedEvaluationClips(IterableDataset):
             yield from self.clips.iter_videos(videos)
             return
         out: queue.Queue[Any] = queue.Queue(maxsize=self.prefetch * len(shards))
-        stop = threading.Event()
+        run = _Run()
+        stop = run.stop
 
         def put(item: Any) -> bool:
             while not stop.is_set():
@@ -97,14 +132,21 @@ class ThreadedEvaluationClips(IterableDataset):
                 return
             put(_DONE)
 
-        threads = [threading.Thread(target=decode, args=(shard,), name=f"tvau-decode-{k}", daemon=True)
-                   for k, shard in enumerate(shards)]
-        for thread in threads:
+        run.threads = [threading.Thread(target=decode, args=(shard,), name=f"tvau-decode-{k}", daemon=True)
+                       for k, shard in enumerate(shards)]
+        _RUNS.add(run)
+        for thread in run.threads:
             thread.start()
         try:
-            running = len(threads)
+            running = len(run.threads)
             while running:
-                item = out.get()
+                try:
+                    item = out.get(timeout=_POLL_S)
+                except queue.Empty:
+                    if stop.is_set():
+                        raise RuntimeError("this evaluation iteration was stopped (stop_decode_threads: worker "
+                                           "processes were started); iterate the loader again") from None
+                    continue
                 if item is _DONE:
                     running -= 1
                 elif isinstance(item, _Failed):
@@ -112,6 +154,4 @@ class ThreadedEvaluationClips(IterableDataset):
                 else:
                     yield item
         finally:
-            stop.set()
-            for thread in threads:
-                thread.join()
+            run.end()

@@ -13,6 +13,11 @@ decoders are freed where their threads live) and freezes every surviving object 
 (``gc.freeze``, as the ``gc`` documentation advises before ``fork``), so no worker's collector walks inherited
 objects. The dataset's own readers, which a worker replaces by fresh ones, are kept referenced in the worker
 (``data/clips.py:_INHERITED_READERS``) and so are never freed there either.
+
+Before forking it also stops the decoding threads of evaluation iterations that were abandoned before their end
+(:func:`~tvau_lightning.data.decode_threads.stop_decode_threads`; Lightning's sanity check leaves one behind
+just before the training workers start): a fork copies none of a process's other threads, so a worker must not
+be forked while they decode.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import gc
 from typing import Any
 
 from torch.utils.data import DataLoader
+
+from tvau_lightning.data.decode_threads import stop_decode_threads
 
 __all__ = ["ForkSafeDataLoader"]
 
@@ -32,6 +39,7 @@ class ForkSafeDataLoader(DataLoader):
     def _get_iterator(self) -> Any:
         if self.num_workers == 0:
             return super()._get_iterator()
+        stop_decode_threads()  # no evaluation thread may be decoding while the workers fork
         gc.collect()  # free the parent's unreachable decoders here, where their threads exist
         gc.freeze()  # and let no forked worker's collector walk what it inherits
         try:
