@@ -16,7 +16,14 @@ import torch
 from tvau_lightning.cli import main as tvau
 from tvau_lightning.data.dialogue import sample_frame_indices
 from tvau_lightning.data.transforms import resize_frames
-from tvau_lightning.inference.session import DialogueSampling, FrameRange, dialogue_clip, resolve_sampling
+from tvau_lightning.inference.session import (
+    DialogueSampling,
+    FrameRange,
+    dialogue_clip,
+    dialogue_window_frames,
+    most_anomalous_window,
+    resolve_sampling,
+)
 from tvau_lightning.tasks.rae import RAETask
 
 
@@ -199,7 +206,7 @@ def test_analyze_answers_at_the_checkpoints_rate(fitted_ahd, rate_rae, tmp_path,
     fps = open_video(video.path).fps
     out = tmp_path / "result"
     assert tvau(["analyze", str(video.path), "--rae-ckpt", str(rate_rae), "--out", str(out), "--quiet",
-                 "--max-frames", "5"]) == 0
+                 "--max-frames", "5", "--dialogue-window", "start"]) == 0
     printed = capsys.readouterr()
     doc = json.loads((out / "answers.json").read_text())
     assert doc["frames_used"] == _every(fps / SAMPLE_FPS, 5) and doc["fps"] == pytest.approx(SAMPLE_FPS)
@@ -212,3 +219,47 @@ def test_analyze_answers_at_the_checkpoints_rate(fitted_ahd, rate_rae, tmp_path,
     assert tvau(["analyze", str(video.path), "--ckpt", str(fitted_ahd.checkpoint), "--out", str(tmp_path / "x"),
                  "--sample-fps", "1"]) == 1
     assert "they need --rae-ckpt" in capsys.readouterr().err
+
+
+def test_analyze_discusses_the_most_anomalous_window_of_a_long_video(fitted_ahd, rate_rae, tmp_path, capsys):
+    """A video longer than the model sees at once (5 frames every 3rd = 13 source frames here) is discussed over the
+    13-frame window with the highest mean score in scores.csv (checked against every window), not its start."""
+    from tvau_lightning.data.video import open_video
+
+    video = _video(fitted_ahd)
+    fps = open_video(video.path).fps
+    out = tmp_path / "result"
+    assert tvau(["analyze", str(video.path), "--rae-ckpt", str(rate_rae), "--out", str(out), "--quiet",
+                 "--max-frames", "5"]) == 0
+    err = capsys.readouterr().err
+    rows = (out / "scores.csv").read_text().splitlines()[1:]
+    scores = np.array([float(row.split(",")[1]) for row in rows])
+    step = fps / SAMPLE_FPS
+    length = 4 * round(step) + 1
+    means = [scores[s : s + length].mean() for s in range(len(scores) - length + 1)]
+    doc = json.loads((out / "answers.json").read_text())
+    start = doc["frames_used"][0]
+    assert doc["frames_used"] == _every(step, 5, start=start)
+    assert scores[start : start + length].mean() >= max(means) - 1e-9
+    assert max(means) > means[0] + 0.05, "the synthetic anomaly must not sit at the start for this test to mean much"
+    assert "the window with the highest mean anomaly score" in doc["sampling"]["note"]
+    assert f"it sees frames {start}-{start + length - 1}" in err
+
+
+def test_most_anomalous_window_against_every_window():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        scores = rng.random(int(rng.integers(1, 60))).round(1)  # rounding makes ties: the earliest wins
+        length = int(rng.integers(1, 20))
+        start, end = most_anomalous_window(scores, length)
+        if len(scores) <= length:
+            assert (start, end) == (0, len(scores) - 1)
+            continue
+        sums = [round(scores[s : s + length].sum(), 6) for s in range(len(scores) - length + 1)]
+        assert end - start + 1 == length and start == sums.index(max(sums))
+    with pytest.raises(ValueError, match="positive"):
+        most_anomalous_window(np.zeros(3), 0)
+    rate = DialogueSampling(frame_size=(8, 8), sample_fps=1.0, max_frames=40)
+    assert dialogue_window_frames(rate, 30.0) == 39 * 30 + 1  # 40 frames at 1 fps of a 30 fps video
+    assert dialogue_window_frames(DialogueSampling(frame_size=(8, 8), frame_stride=3, max_frames=5), 25.0) == 13
+    assert dialogue_window_frames(DialogueSampling(frame_size=(8, 8), num_frames=8), 30.0) is None

@@ -12,6 +12,9 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from tvau_lightning.atomic import atomic_directory, check_output_dir, write_text_atomic
 from tvau_lightning.checkpoints import CheckpointError
@@ -28,7 +31,12 @@ from tvau_lightning.data.labels import find_frame_labels, read_frame_labels
 from tvau_lightning.data.video import VideoReadError, open_video
 from tvau_lightning.inference.analyze import analyze_video, write_analysis
 from tvau_lightning.inference.models import load_models
-from tvau_lightning.inference.session import ChatSession
+from tvau_lightning.inference.session import (
+    ChatSession,
+    FrameRange,
+    dialogue_window_frames,
+    most_anomalous_window,
+)
 from tvau_lightning.report import write_analyze_report
 
 
@@ -49,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--alpha", type=unit_interval, default=0.4, help="heatmap opacity in the overlay (default 0.4)")
     parser.add_argument("--overlay-min", type=unit_interval, default=0.0,
                         help="draw the heatmap only where it is at least this (e.g. 0.5); default 0 = everywhere")
+    parser.add_argument("--dialogue-window", choices=("anomalous", "start"), default="anomalous",
+                        help="with --rae-ckpt, when the video holds more frames than the model sees at once (its "
+                             "max_frames at its rate): answer about the window with the highest mean anomaly score "
+                             "(default) or about the start of the video")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     parser.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true",
                         help="no progress bar (--quiet is the old spelling)")
@@ -92,9 +104,13 @@ def run_analyze(args: argparse.Namespace) -> Path:
                                  labels=labels, on_frames=add_task("heatmaps", source.num_frames))
         analysis.fps = fps
         if models.rae is not None:
-            session = ChatSession.from_video(models.rae, source, sampling=models.rae_sampling, fps=fps)
-            if session.clip.note:
-                print(f"tvau analyze: note: {session.clip.note}; the answers are about those frames", file=sys.stderr)
+            discussed, window_note = dialogue_source(source, analysis, models.rae_sampling, fps, args.dialogue_window)
+            session = ChatSession.from_video(models.rae, discussed, sampling=models.rae_sampling, fps=fps)
+            note = window_note or session.clip.note
+            if window_note:
+                session.clip.note = window_note
+            if note:
+                print(f"tvau analyze: note: {note}; the answers are about those frames", file=sys.stderr)
             advance = add_task("answers", 4)
             answers = {"video": str(args.video), **session.standard_answers(on_answer=lambda: advance(1))}
         analysis.info = {**models.info, "labels_from": None if labels_from is None else str(labels_from)}
@@ -107,6 +123,27 @@ def run_analyze(args: argparse.Namespace) -> Path:
             write_analyze_report(staging, analysis=analysis, source=source, answers=answers, summary=summary,
                                  on_frames=add_task("report.html", source.num_frames))
     return out
+
+
+def dialogue_source(source: Any, analysis: Any, sampling: Any, fps: float, window: str) -> tuple[Any, str | None]:
+    """The part of the video the dialogue discusses, and a note saying why when it is not the whole video.
+
+    A model trained on ``max_frames`` frames at a rate sees at most that many: with ``window="anomalous"`` a
+    longer video is discussed over the window of that span with the highest mean frame score (``scores.csv``), so
+    the answers are about the event the heatmaps found rather than the first seconds; ``"start"`` (or a video that
+    fits) leaves the choice to the sampling (its first frames)."""
+    length = dialogue_window_frames(sampling, fps) if sampling is not None else None
+    if window != "anomalous" or length is None or source.num_frames <= length:
+        return source, None
+    scores = np.asarray(analysis.scores, dtype=np.float64)
+    start, end = most_anomalous_window(scores, length)
+    mean = float(scores[start : end + 1].mean())
+    note = (f"the video's {source.num_frames} frames are more than the model sees at once ({sampling.max_frames} "
+            f"frames at {fps / sampling.step(fps):g} fps = {length} source frames): it sees frames {start}-{end} "
+            f"({start / fps:.1f}-{end / fps:.1f} s), the window with the highest mean anomaly score (mean frame "
+            f"score {mean:.3f}, whole video {float(np.mean(analysis.scores)):.3f}; --dialogue-window start: the "
+            "first frames)")
+    return FrameRange(source, start, end), note
 
 
 def analyze_main(argv: Sequence[str]) -> int:

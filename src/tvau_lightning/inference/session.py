@@ -240,6 +240,28 @@ def dialogue_clip(source: VideoReader, *, num_frames: int | None = None, frame_s
     return DialogueClip(frames, rate / step, indices + offset, described, note, source_fps=rate)
 
 
+def dialogue_window_frames(sampling: DialogueSampling, fps: float) -> int | None:
+    """Source frames spanned by the most a dialogue model sees at once (``max_frames`` frames at the sampling's
+    rate); ``None`` when there is no cap (spread sampling, or no ``max_frames``)."""
+    if not sampling.at_rate or sampling.max_frames is None:
+        return None
+    return int(np.floor((sampling.max_frames - 1) * sampling.step(fps) + 1e-6)) + 1
+
+
+def most_anomalous_window(scores: np.ndarray, length: int) -> tuple[int, int]:
+    """``(start, end)`` (inclusive) of the ``length``-frame window of ``scores`` (per-frame anomaly scores) with
+    the highest mean, the earliest one on ties; the whole range when it is not longer than ``length``."""
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if length < 1:
+        raise ValueError(f"window length must be positive, got {length}")
+    if len(scores) <= length:
+        return 0, len(scores) - 1
+    sums = np.convolve(scores, np.ones(length), mode="valid")  # sums[s] = scores[s : s + length].sum()
+    best = float(sums.max())  # windows equal up to rounding count as ties: the earliest one wins
+    start = int(np.flatnonzero(sums >= best - 1e-9 * max(1.0, abs(best)))[0])
+    return start, start + length - 1
+
+
 class ChatSession:
     """A multi-turn dialogue about one clip with an ``RAETask`` (``answer(frames, fps, histories)``).
 
