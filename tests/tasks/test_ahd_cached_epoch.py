@@ -122,3 +122,38 @@ def test_a_cached_epoch_in_batches_opens_no_video(cache_dir, small_ubnormal, tin
     trainer.fit(task, datamodule=dm)
     assert trainer.num_training_batches == (len(dataset) + 1) // 2
     assert torch.isfinite(trainer.callback_metrics["train/loss"])
+
+
+def test_threaded_fill_of_an_evaluation_split_equals_the_map_fill_and_resumes(small_ubnormal, tiny_qwen_dir,
+                                                                              tmp_path):
+    """The fill reads evaluation splits as the DataModule's loaders do (each video once, by threads): its files
+    equal those of the map-style fill (``eval_loading: processes``) clip by clip, and a resumed fill computes only
+    the missing clips."""
+    task = make_task(tiny_qwen_dir)
+    settings = dict(root=str(small_ubnormal.root), split_dir=str(small_ubnormal.split_dir), clip_len=8,
+                    frame_size=(64, 96))
+    threaded = UBnormalDataModule(**settings, num_workers=2)
+    assert threaded.eval_loading == "threads"
+    out = tmp_path / "threads"
+    report = fill_feature_cache(task, threaded, out, splits=("val",))
+    fill_feature_cache(task, UBnormalDataModule(**settings, num_workers=0, eval_loading="processes"),
+                       tmp_path / "map", splits=("val",))  # a map-style Subset over the clips, in order
+    reference, cache = FeatureCache.open(tmp_path / "map"), FeatureCache.open(out)
+    clips = threaded.dataset("val").clips
+    assert report.splits["val"]["written"] == len(clips) == cache.num_clips() > 2
+
+    def same_files() -> None:
+        for video_id, indices in clips:
+            frames = list(indices) + [-1] * (8 - len(indices))
+            (grids, targets), (expected, expected_targets) = (cache.read_clip(video_id, frames),
+                                                              reference.read_clip(video_id, frames))
+            for layer in expected:
+                assert torch.equal(grids[layer], expected[layer]), (video_id, frames, layer)
+            assert torch.equal(targets["masks"], expected_targets["masks"])
+
+    same_files()
+    for video_id, indices in clips[:2]:
+        cache.path_for(video_id, list(indices) + [-1] * (8 - len(indices))).unlink()
+    again = fill_feature_cache(task, threaded, out, splits=("val",))
+    assert again.splits["val"]["written"] == 2 and again.splits["val"]["already_cached"] == len(clips) - 2
+    same_files()

@@ -32,7 +32,7 @@ import os
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
 
@@ -508,14 +508,15 @@ class SequentialEvaluationClips(IterableDataset):
     (subclass hooks included); every clip is yielded exactly once over all shards.
     """
 
-    def __init__(self, dataset: VideoClipDataset) -> None:
+    def __init__(self, dataset: VideoClipDataset, videos: Collection[str] | None = None) -> None:
         if dataset.sampling != "eval":
             raise ValueError("SequentialEvaluationClips reads evaluation clips (sampling='eval'); training "
                              "windows are shuffled and may seek")
         self.dataset = dataset
         self._by_video: OrderedDict[str, list[int]] = OrderedDict()
         for index, (video_id, _) in enumerate(dataset.clips):
-            self._by_video.setdefault(video_id, []).append(index)
+            if videos is None or video_id in videos:  # ``videos``: only these (e.g. those a cache lacks)
+                self._by_video.setdefault(video_id, []).append(index)
 
     def _videos_of_rank(self, rank: int, world: int) -> list[str]:
         return [v for k, v in enumerate(self._by_video) if k % world == rank]

@@ -12,14 +12,16 @@ cached and live features cannot drift apart; the cache's fingerprint is
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Subset
+from torch.utils.data import IterableDataset, Subset
 
+from tvau_lightning.data.clips import SequentialEvaluationClips
+from tvau_lightning.data.decode_threads import ThreadedEvaluationClips
 from tvau_lightning.data.feature_cache import STORAGE_DTYPES, FeatureCache, FeatureCacheError, clip_targets
 from tvau_lightning.data.loader import ForkSafeDataLoader
 from tvau_lightning.data.types import collate_clips
@@ -91,11 +93,20 @@ def fill_feature_cache(
         start = time.perf_counter()
         keys = [(vid, _padded(indices, dataset.clip_len)) for vid, indices in dataset.clips]
         todo = [i for i, (vid, frames) in enumerate(keys) if not cache.contains(vid, frames)]
+        workers = getattr(datamodule, "num_workers", 0) if num_workers is None else num_workers
+        items: Any = Subset(dataset, todo)
+        if getattr(dataset, "sampling", None) == "eval" and getattr(datamodule, "eval_loading", None) == "threads":
+            # as the DataModule's evaluation loaders: each video decoded once, front to back, by threads of this
+            # process (only the videos with a clip to compute; their cached clips are dropped before the tower)
+            wanted = {(keys[i][0], tuple(keys[i][1])) for i in todo}
+            clips = SequentialEvaluationClips(dataset, videos={keys[i][0] for i in todo})
+            items = _OnlyClips(ThreadedEvaluationClips(clips, threads=workers) if workers > 0 else clips, wanted)
+            workers = 0
         loader = ForkSafeDataLoader(
-            Subset(dataset, todo),
+            items,
             batch_size=batch_size or getattr(datamodule, "batch_size", 1),
             shuffle=False,
-            num_workers=getattr(datamodule, "num_workers", 0) if num_workers is None else num_workers,
+            num_workers=workers,
             collate_fn=getattr(datamodule, "clip_collate", lambda: collate_clips)(),
         )
         # resize_on: device — the clips come at the source size (device_yuv420: as YUV 4:2:0); convert and resize
@@ -114,6 +125,21 @@ def fill_feature_cache(
         report.splits[split] = {"clips": len(keys), "written": len(todo), "already_cached": len(keys) - len(todo),
                                 "seconds": round(time.perf_counter() - start, 3)}
     return report
+
+
+class _OnlyClips(IterableDataset):
+    """The items of ``clips`` whose ``(video_id, padded frame indices)`` are in ``wanted``."""
+
+    def __init__(self, clips: Any, wanted: set[tuple[str, tuple[int, ...]]]) -> None:
+        self.clips, self.wanted = clips, wanted
+
+    def __len__(self) -> int:
+        return len(self.wanted)
+
+    def __iter__(self) -> Iterator[Any]:
+        for item in self.clips:
+            if (item.video_id, tuple(item.frame_index.tolist())) in self.wanted:
+                yield item
 
 
 def _padded(indices: Any, clip_len: int) -> list[int]:
