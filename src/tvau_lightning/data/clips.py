@@ -641,7 +641,8 @@ class VideoClipDataModule(LightningDataModule, abc.ABC):
     (:class:`~tvau_lightning.data.decode_threads.ThreadedEvaluationClips`: each thread reads whole videos, and the
     frames never cross into another process), ``processes`` in as many DataLoader worker processes (each batch
     copied into fresh shared memory on its way out). Measured (``benchmarks/README.md``, 1280×720 → 448×672,
-    PyAV, 2 cores): threads 2.4–2.65× the frames per core of the loader before issue 17 (2.2–2.6× per CPU-second), processes 1.5–1.7×.
+    PyAV, 2 cores): threads 2.4–2.65× the frames per core of the loader before issue 17 (2.2–2.6× per
+    CPU-second), processes 1.5–1.7×.
     The training loader always uses worker processes (shuffled windows seek, and a worker's copy is small
     next to a training step).
 
