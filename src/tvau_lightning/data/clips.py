@@ -521,21 +521,18 @@ class SequentialEvaluationClips(IterableDataset):
     def _videos_of_rank(self, rank: int, world: int) -> list[str]:
         return [v for k, v in enumerate(self._by_video) if k % world == rank]
 
-    def _videos_of_shard(self) -> list[str]:
-        rank, world, worker, workers = shard_of_process()
-        return self._videos_of_rank(rank, world)[worker::workers]
-
     def __len__(self) -> int:
         """Clips of this DDP rank (over all its workers)."""
         rank, world, _, _ = shard_of_process()
         return sum(len(self._by_video[v]) for v in self._videos_of_rank(rank, world))
 
     def __iter__(self) -> Iterator[ClipSample]:
-        return self.iter_videos(self._videos_of_shard())
+        return self.iter_videos(self.videos_of_shard())
 
     def videos_of_shard(self) -> list[str]:
         """The videos this process (DDP rank, DataLoader worker) reads, in order."""
-        return self._videos_of_shard()
+        rank, world, worker, workers = shard_of_process()
+        return self._videos_of_rank(rank, world)[worker::workers]
 
     def iter_videos(self, videos: Sequence[str]) -> Iterator[ClipSample]:
         """The clips of ``videos``, video by video, each decoded front to back (safe to run in several threads of
