@@ -26,11 +26,12 @@ processes in ``benchmarks/README.md`` (evaluation data path).
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 import weakref
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from torch.utils.data import IterableDataset
 
@@ -38,7 +39,9 @@ if TYPE_CHECKING:
     from tvau_lightning.data.clips import SequentialEvaluationClips
     from tvau_lightning.data.types import ClipSample
 
-__all__ = ["ThreadedEvaluationClips", "stop_decode_threads"]
+__all__ = ["ThreadedEvaluationClips", "interleave_in_threads", "stop_decode_threads"]
+
+T = TypeVar("T")
 
 _DONE = object()  # a thread's last item
 _POLL_S = 0.1  # how often a thread waiting on a full queue checks whether the consumer stopped
@@ -107,51 +110,60 @@ class ThreadedEvaluationClips(IterableDataset):
         videos = self.clips.videos_of_shard()
         shards = [videos[k :: self.threads] for k in range(min(self.threads, len(videos)))]
         if len(shards) <= 1:
-            yield from self.clips.iter_videos(videos)
-            return
-        out: queue.Queue[Any] = queue.Queue(maxsize=self.prefetch * len(shards))
-        run = _Run()
-        stop = run.stop
+            return self.clips.iter_videos(videos)
+        return interleave_in_threads([functools.partial(self.clips.iter_videos, shard) for shard in shards],
+                                     prefetch=self.prefetch)
 
-        def put(item: Any) -> bool:
-            while not stop.is_set():
-                try:
-                    out.put(item, timeout=_POLL_S)
-                    return True
-                except queue.Full:
-                    continue
-            return False
 
-        def decode(shard: list[str]) -> None:
+def interleave_in_threads(producers: Sequence[Callable[[], Iterable[T]]], prefetch: int = 2,
+                          name: str = "tvau-decode") -> Iterator[T]:
+    """The items of every producer (``producers[k]()`` iterated in thread ``name-k``), as they come: each
+    producer's items in order, those of different producers interleaved; ``prefetch`` items per producer wait in a
+    bounded queue. An exception in a producer is raised here; closing the iterator (or :func:`stop_decode_threads`)
+    stops the threads after their current item, and a stopped iterator raises ``RuntimeError`` when resumed."""
+    out: queue.Queue[Any] = queue.Queue(maxsize=prefetch * max(1, len(producers)))
+    run = _Run()
+    stop = run.stop
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
             try:
-                for item in self.clips.iter_videos(shard):
-                    if not put(item):
-                        return
-            except BaseException as error:  # noqa: BLE001 - raised again by the consuming thread
-                put(_Failed(error))
-                return
-            put(_DONE)
+                out.put(item, timeout=_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
 
-        run.threads = [threading.Thread(target=decode, args=(shard,), name=f"tvau-decode-{k}", daemon=True)
-                       for k, shard in enumerate(shards)]
-        _RUNS.add(run)
-        for thread in run.threads:
-            thread.start()
+    def produce(producer: Callable[[], Iterable[T]]) -> None:
         try:
-            running = len(run.threads)
-            while running:
-                try:
-                    item = out.get(timeout=_POLL_S)
-                except queue.Empty:
-                    if stop.is_set():
-                        raise RuntimeError("this evaluation iteration was stopped (stop_decode_threads: worker "
-                                           "processes were started); iterate the loader again") from None
-                    continue
-                if item is _DONE:
-                    running -= 1
-                elif isinstance(item, _Failed):
-                    raise item.error
-                else:
-                    yield item
-        finally:
-            run.end()
+            for item in producer():
+                if not put(item):
+                    return
+        except BaseException as error:  # noqa: BLE001 - raised again by the consuming thread
+            put(_Failed(error))
+            return
+        put(_DONE)
+
+    run.threads = [threading.Thread(target=produce, args=(producer,), name=f"{name}-{k}", daemon=True)
+                   for k, producer in enumerate(producers)]
+    _RUNS.add(run)
+    for thread in run.threads:
+        thread.start()
+    try:
+        running = len(run.threads)
+        while running:
+            try:
+                item = out.get(timeout=_POLL_S)
+            except queue.Empty:
+                if stop.is_set():
+                    raise RuntimeError("this iteration was stopped (stop_decode_threads: worker processes were "
+                                       "started); iterate again") from None
+                continue
+            if item is _DONE:
+                running -= 1
+            elif isinstance(item, _Failed):
+                raise item.error
+            else:
+                yield item
+    finally:
+        run.end()

@@ -81,6 +81,7 @@ import torch
 
 from tvau_lightning.atomic import write_text_atomic
 from tvau_lightning.data.clips import evaluation_clips
+from tvau_lightning.data.decode_threads import interleave_in_threads
 from tvau_lightning.data.transforms import resize_frames
 from tvau_lightning.data.video import VideoReader, VideoReadError, open_video
 from tvau_lightning.inference.models import HeatmapPredictor
@@ -389,10 +390,15 @@ def analyze_video(
     class_scores = None if class_names is None else np.zeros((total, len(class_names)), dtype=np.float64)
     detections: list[np.ndarray] = []
     detection_classes: list[np.ndarray] = []
-    for start in range(0, len(plans), batch_size):
-        batch_plans = plans[start:start + batch_size]
-        clips = [pad_last(resize_frames(source.read(p), frame_size), clip_len) for p in batch_plans]
-        batch = torch.stack(clips)
+
+    def read_batches() -> Iterator[tuple[list[np.ndarray], torch.Tensor]]:
+        for start in range(0, len(plans), batch_size):
+            batch_plans = plans[start:start + batch_size]
+            yield batch_plans, torch.stack([pad_last(resize_frames(source.read(p), frame_size), clip_len)
+                                            for p in batch_plans])
+
+    # the next batches are decoded and resized in a thread while the model runs on this one
+    for batch_plans, batch in interleave_in_threads([read_batches], prefetch=2, name="tvau-analyze"):
         clip_classes = class_maps = None
         if class_names is not None:
             heat, logit, clip_classes, class_maps = predictor.predict_classes(batch)
