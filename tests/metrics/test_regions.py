@@ -31,6 +31,24 @@ def test_known_components_boxes_and_scores():
     assert det.dtype == np.float64
 
 
+def test_region_scores_equal_scipys_labelled_maximum():
+    """Each region's score is the maximum of the ranking map inside the region (not its box): the same as
+    ``scipy.ndimage.maximum`` over the labelled components, on random blobs whose boxes overlap other regions."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        heat = ndimage.gaussian_filter(rng.random((3, 40, 60)), sigma=(0, 2, 2)).astype(np.float32)
+        heat = (heat - heat.min()) / (heat.max() - heat.min())
+        ranking = rng.normal(size=heat.shape).astype(np.float32)  # unrelated to the heatmap: any box leak shows
+        det = heatmap_to_detections(heat, np.arange(3), original_size=(40, 60), scores=ranking)
+        labels, count = ndimage.label(heat > 0.5, structure=np.array([np.zeros((3, 3)), np.ones((3, 3)),
+                                                                        np.zeros((3, 3))]))
+        assert count == len(det) > 3
+        expected = ndimage.maximum(ranking, labels, index=np.arange(1, count + 1))
+        np.testing.assert_array_equal(det[:, 5], np.asarray(expected, dtype=np.float64))
+
+
 def test_eight_connectivity_joins_diagonal_pixels_but_not_frames():
     heat = np.zeros((2, 4, 4))
     heat[0, 0, 0] = heat[0, 1, 1] = heat[0, 2, 2] = 0.9  # a diagonal: one 8-connected component

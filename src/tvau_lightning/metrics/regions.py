@@ -72,6 +72,18 @@ def _component_boxes(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     return labels, cells[:, 0], cells[:, 1:]
 
 
+def _component_max(values: np.ndarray, labels: np.ndarray, t: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """``(n,)`` float64 maximum of ``values`` inside each labelled component (label ``k + 1`` at frame ``t[k]``,
+    bounding cells ``cells[k]``), as ``ndimage.maximum(values, labels, index)`` gives it — but reading each
+    component's bounding box only: ``ndimage.maximum`` sorts every pixel of the volume by label (~0.8 s for a
+    16-frame clip at 476×868, background included), this costs the components' boxes."""
+    out = np.empty(len(t), dtype=np.float64)
+    for k, (frame, (r0, r1, c0, c1)) in enumerate(zip(t.tolist(), cells.tolist())):
+        box = (frame, slice(r0, r1 + 1), slice(c0, c1 + 1))
+        out[k] = values[box][labels[box] == k + 1].max()
+    return out
+
+
 def heatmap_to_detections(
     heatmap: np.ndarray | torch.Tensor,
     frame_index: np.ndarray | torch.Tensor,
@@ -111,7 +123,7 @@ def heatmap_to_detections(
     labels, t, cells = _component_boxes(heat > threshold)
     if len(t) == 0:
         return np.zeros((0, 6), dtype=np.float64)
-    scores = np.asarray(ndimage.maximum(ranking, labels, index=np.arange(1, len(t) + 1)), dtype=np.float64)
+    scores = _component_max(ranking, labels, t, cells)
     boxes = cells_to_pixels(cells[:, 0], cells[:, 1], cells[:, 2], cells[:, 3], heat.shape[1:], size)
     return np.column_stack([index[t], boxes, scores]).astype(np.float64)
 
