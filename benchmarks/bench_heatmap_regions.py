@@ -2,8 +2,8 @@
 
 ``heatmap_to_detections`` labels the 8-connected components of ``heatmap > 0.5`` in each frame and scores each
 by the maximum of the ranking map inside it. Before, that maximum was ``scipy.ndimage.maximum(values, labels,
-index)``, which sorts every pixel of the clip by its label (background included); now each component's bounding
-box is read (``metrics/regions.py:_component_max``). Both run here on the same clips — ``--clips`` synthetic
+index)``, which sorts every pixel of the clip by its label (background included); now it is one pass over the
+components' pixels (``metrics/regions.py:_component_max``). Both run here on the same clips — ``--clips`` synthetic
 16-frame heatmaps at ``--size`` (the frame size the AHD task hands the metric: 476×868 in the paper's setting)
 with a few Gaussian blobs per frame and noise — and must give the same scores; the script prints the time per
 clip of the whole ``heatmap_to_detections`` with each and the ratio.

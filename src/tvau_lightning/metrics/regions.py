@@ -73,15 +73,15 @@ def _component_boxes(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
 
 
 def _component_max(values: np.ndarray, labels: np.ndarray, t: np.ndarray, cells: np.ndarray) -> np.ndarray:
-    """``(n,)`` float64 maximum of ``values`` inside each labelled component (label ``k + 1`` at frame ``t[k]``,
-    bounding cells ``cells[k]``), as ``ndimage.maximum(values, labels, index)`` gives it — but reading each
-    component's bounding box only: ``ndimage.maximum`` sorts every pixel of the volume by label (~0.8 s for a
-    16-frame clip at 476×868, background included), this costs the components' boxes."""
-    out = np.empty(len(t), dtype=np.float64)
-    for k, (frame, (r0, r1, c0, c1)) in enumerate(zip(t.tolist(), cells.tolist())):
-        box = (frame, slice(r0, r1 + 1), slice(c0, c1 + 1))
-        out[k] = values[box][labels[box] == k + 1].max()
-    return out
+    """``(n,)`` float64 maximum of ``values`` inside each labelled component (label ``k + 1``), as
+    ``ndimage.maximum(values, labels, index)`` gives it — in one pass over the component pixels (torch's
+    ``scatter_reduce``): ``ndimage.maximum`` sorts every pixel of the volume by label (~0.8 s for a 16-frame clip
+    at 476×868, background included), whatever the number of components."""
+    inside = labels > 0
+    component = torch.from_numpy(labels[inside].astype(np.int64) - 1)
+    found = torch.from_numpy(np.asarray(values[inside], dtype=np.float64))
+    out = torch.full((len(t),), -np.inf, dtype=torch.float64)
+    return out.scatter_reduce_(0, component, found, reduce="amax").numpy()
 
 
 def heatmap_to_detections(
