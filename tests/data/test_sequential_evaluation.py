@@ -219,3 +219,32 @@ def test_threaded_loader_batches_every_clip(small_ubnormal):
     for batch in dm.test_dataloader():
         keys += [(v, tuple(i.tolist())) for v, i in zip(batch.video_id, batch.frame_index)]
     assert sorted(keys) == sorted(_key(dataset[i]) for i in range(len(dataset)))
+
+
+LIGHTNING_HINT = """
+import sys, warnings
+from types import SimpleNamespace
+from lightning.pytorch.trainer.connectors import data_connector
+from tvau_lightning.data.ubnormal import UBnormalDataModule
+data_connector.suggested_max_num_workers = lambda devices: 8  # a machine where Lightning gives the hint
+dm = UBnormalDataModule(root=sys.argv[1], split_dir=sys.argv[2], clip_len=4, frame_size=(32, 48), num_workers=2)
+trainer = SimpleNamespace(num_devices=1, reload_dataloaders_every_n_epochs=0)
+with warnings.catch_warnings(record=True) as caught:
+    data_connector._worker_check(trainer, dm.val_dataloader(), "val_dataloader")
+    data_connector._worker_check(trainer, dm.test_dataloader(), "test_dataloader")
+    from torch.utils.data import DataLoader
+    data_connector._worker_check(trainer, DataLoader([1, 2]), "train_dataloader")  # still hinted
+print([str(w.message).split(" does")[0] for w in caught if "does not have many workers" in str(w.message)])
+"""
+
+
+def test_lightning_does_not_ask_threaded_evaluation_loaders_for_more_workers(small_ubnormal):
+    """Lightning hints that a DataLoader with num_workers=0 "does not have many workers": wrong advice for the
+    threaded evaluation loaders (their num_workers are threads); other loaders keep the hint."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", LIGHTNING_HINT, str(small_ubnormal.root), str(small_ubnormal.split_dir)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().splitlines()[-1] == "[\"The 'train_dataloader'\"]"

@@ -622,6 +622,13 @@ def default_num_workers(limit: int = 8) -> int:
     return max(1, min(int(limit), cores))
 
 
+def _quiet_lightning_worker_hint() -> None:
+    """Silence Lightning's hint that an evaluation DataLoader with ``num_workers=0`` "does not have many workers"
+    (it advises raising ``num_workers``, which here is already the number of decoding threads); only for the
+    val/test/predict loaders, whose parallelism is threads (:class:`ThreadedEvaluationClips`)."""
+    warnings.filterwarnings("ignore", message=r"The '(val|test|predict)_dataloader' does not have many workers")
+
+
 class VideoClipDataModule(LightningDataModule, abc.ABC):
     """Shared DataModule logic: one dataset per split built on first use, loaders with :attr:`collate_fn`.
 
@@ -773,6 +780,7 @@ class VideoClipDataModule(LightningDataModule, abc.ABC):
             dataset, shuffle = SequentialEvaluationClips(dataset), False
             if self.eval_loading == "threads" and workers > 0:
                 dataset, workers = ThreadedEvaluationClips(dataset, threads=workers), 0
+                _quiet_lightning_worker_hint()
         return ForkSafeDataLoader(
             dataset,
             batch_size=self.batch_size,
