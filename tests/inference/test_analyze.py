@@ -266,3 +266,30 @@ def test_frame_labels_from_files(tmp_path, fitted_ahd):
     labels, source = find_frame_labels(normal.path, normal.num_frames)
     assert labels.sum() == 0 and source.name.endswith("_annotations")
     assert find_frame_labels(tmp_path / "l.npy", 3) is None
+
+
+def test_an_error_in_the_model_stops_the_prefetching_thread():
+    """analyze_video decodes ahead in a thread; a model that fails mid-video must not leave it running, even
+    while the traceback (and with it the function's frame) is kept, as a notebook keeps the last one."""
+    import threading
+
+    from tvau_lightning.inference.analyze import analyze_video
+
+    class Frames:
+        num_frames, fps, size, path = 64, 30.0, (16, 24), "frames.mp4"
+
+        def read(self, indices):  # noqa: ANN001, ANN202
+            return torch.zeros((len(indices), 16, 24, 3), dtype=torch.uint8)
+
+    calls = []
+
+    def failing_model(batch):  # noqa: ANN001, ANN202
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("the model failed")
+        return torch.zeros((batch.shape[0], 4, 2, 3))
+
+    with pytest.raises(RuntimeError, match="the model failed") as failure:
+        analyze_video(failing_model, Frames(), frame_size=(16, 24), clip_len=8, temporal_factor=2)
+    assert failure.tb is not None  # the traceback (and the loop's frame) still held, as a notebook keeps it
+    assert not [t for t in threading.enumerate() if t.name.startswith("tvau-analyze")]
