@@ -79,12 +79,12 @@ def main() -> None:
               "size": args.size, "regions_per_clip": regions_per_clip,
               "before_ms_per_clip": med["before"] * 1000, "after_ms_per_clip": med["after"] * 1000,
               "ratio": med["before"] / med["after"]}
+    if args.json is not None:
+        write_text_atomic(args.json, json.dumps(result, indent=2) + "\n")
     print(f"heatmap_to_detections on {args.clips} clips of {args.frames}×{args.size[0]}×{args.size[1]} "
           f"(~{regions_per_clip:.0f} regions per clip): before {med['before'] * 1000:.0f} ms per clip "
           f"(ndimage.maximum), after {med['after'] * 1000:.0f} ms per clip: {result['ratio']:.1f}x; same detections "
           f"({cpu_name()}, load average {os.getloadavg()[0]:.1f})")
-    if args.json is not None:
-        write_text_atomic(args.json, json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":
