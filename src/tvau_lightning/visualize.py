@@ -23,8 +23,9 @@ def colorize_heatmap(heatmap: torch.Tensor) -> torch.Tensor:
     """Map values in [0, 1] ``(..., H, W)`` to a blue→cyan→yellow→red ("jet") colormap ``(..., H, W, 3)`` uint8."""
     x = heatmap.float().clamp(0.0, 1.0).unsqueeze(-1)
     centres = torch.tensor([0.75, 0.5, 0.25], device=x.device)  # r, g, b peaks
-    rgb = (1.5 - (4.0 * x - 4.0 * centres).abs()).clamp(0.0, 1.0)
-    return (rgb * 255.0).round().to(torch.uint8)
+    # 1.5 - |4x - 4c|, clamped to [0, 1], × 255: in place on one (..., 3) buffer (overlays colour whole videos)
+    rgb = (4.0 * x - 4.0 * centres).abs_().neg_().add_(1.5).clamp_(0.0, 1.0)
+    return rgb.mul_(255.0).round_().to(torch.uint8)
 
 
 def overlay_heatmap(frames: torch.Tensor, heatmap: torch.Tensor, *, alpha: float = 0.45,
@@ -37,9 +38,10 @@ def overlay_heatmap(frames: torch.Tensor, heatmap: torch.Tensor, *, alpha: float
     if frames.shape[:-1] != heatmap.shape:
         heatmap = resize_maps(heatmap, tuple(frames.shape[-3:-1]))
     colour = colorize_heatmap(heatmap).float()
-    weight = alpha * (heatmap.float() >= min_value).float().unsqueeze(-1)
-    out = frames.float() * (1.0 - weight) + colour * weight
-    return out.round().clamp(0, 255).to(torch.uint8)
+    weight = (heatmap >= min_value).unsqueeze(-1).float().mul_(alpha)
+    # frames · (1 − weight) + colour · weight, in place (the same operations, so the same bytes)
+    out = frames.float().mul_(1.0 - weight).add_(colour.mul_(weight))
+    return out.round_().clamp_(0, 255).to(torch.uint8)
 
 
 def resize_maps(maps: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
@@ -55,20 +57,25 @@ def draw_boxes(frame: torch.Tensor, boxes: Sequence[Sequence[float]] | torch.Ten
                color: tuple[int, int, int] = YELLOW, thickness: int = 2) -> torch.Tensor:
     """Draw axis-aligned boxes ``(x1, y1, x2, y2)`` (inclusive pixels) on one frame ``(H, W, 3)`` uint8."""
     out = frame.clone()
-    h, w = out.shape[:2]
-    c = torch.tensor(color, dtype=torch.uint8, device=out.device)
     for box in boxes:
-        x1, y1, x2, y2 = (int(round(float(v))) for v in list(box)[:4])
-        x1, x2 = max(0, min(x1, w - 1)), max(0, min(x2, w - 1))
-        y1, y2 = max(0, min(y1, h - 1)), max(0, min(y2, h - 1))
-        if x2 < x1 or y2 < y1:
-            continue
-        t = max(1, thickness)
-        out[y1:min(y1 + t, y2 + 1), x1:x2 + 1] = c
-        out[max(y2 - t + 1, y1):y2 + 1, x1:x2 + 1] = c
-        out[y1:y2 + 1, x1:min(x1 + t, x2 + 1)] = c
-        out[y1:y2 + 1, max(x2 - t + 1, x1):x2 + 1] = c
+        _paint_box(out, box, color, thickness)
     return out
+
+
+def _paint_box(out: torch.Tensor, box: Sequence[float], color: tuple[int, int, int], thickness: int) -> None:
+    """Paint one box's outline on ``out (H, W, 3)`` in place (:func:`draw_boxes`' drawing)."""
+    h, w = out.shape[:2]
+    x1, y1, x2, y2 = (int(round(float(v))) for v in list(box)[:4])
+    x1, x2 = max(0, min(x1, w - 1)), max(0, min(x2, w - 1))
+    y1, y2 = max(0, min(y1, h - 1)), max(0, min(y2, h - 1))
+    if x2 < x1 or y2 < y1:
+        return
+    c = torch.tensor(color, dtype=torch.uint8, device=out.device)
+    t = max(1, thickness)
+    out[y1:min(y1 + t, y2 + 1), x1:x2 + 1] = c
+    out[max(y2 - t + 1, y1):y2 + 1, x1:x2 + 1] = c
+    out[y1:y2 + 1, x1:min(x1 + t, x2 + 1)] = c
+    out[y1:y2 + 1, max(x2 - t + 1, x1):x2 + 1] = c
 
 
 def mask_contour(mask: torch.Tensor, thickness: int = 1) -> torch.Tensor:
@@ -208,10 +215,10 @@ def decorate_frame(frame: torch.Tensor, boxes: Sequence[Sequence[float]], *, tra
                    strip: torch.Tensor | None = None, thickness: int = 2) -> torch.Tensor:
     """Region boxes (coloured by track id) on ``frame (H, W, 3)`` uint8 and an optional strip ``(h, W, 3)``
     stacked below; sides padded to even. Returns ``(H + h (+1), W (+1), 3)`` uint8."""
-    out = frame
+    out = frame.clone() if len(boxes) else frame  # one copy for all the boxes, each painted in place
     ids = list(track_ids) if track_ids is not None else [-1] * len(boxes)
     for box, tid in zip(boxes, ids):
-        out = draw_boxes(out, [box], color=track_color(int(tid)), thickness=thickness)
+        _paint_box(out, box, track_color(int(tid)), thickness)
     if strip is not None:
         if strip.shape[1] != out.shape[1]:
             raise ValueError(f"strip width {strip.shape[1]} differs from the frame width {out.shape[1]}")
