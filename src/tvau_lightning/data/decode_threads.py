@@ -21,7 +21,8 @@ worker processes, so no worker is forked while decoding threads run, and resumin
 instead of waiting forever.
 
 The ``VideoClipDataModule`` evaluation loaders use it by default (``eval_loading``); measured against worker
-processes in ``benchmarks/README.md`` (evaluation data path).
+processes in ``benchmarks/README.md`` (evaluation data path). The thread machinery itself,
+:func:`interleave_in_threads`, also lets ``tvau analyze`` decode the next batches while the model runs.
 """
 
 from __future__ import annotations
