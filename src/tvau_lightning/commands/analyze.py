@@ -106,11 +106,9 @@ def run_analyze(args: argparse.Namespace) -> Path:
         if models.rae is not None:
             discussed, window_note = dialogue_source(source, analysis, models.rae_sampling, fps, args.dialogue_window)
             session = ChatSession.from_video(models.rae, discussed, sampling=models.rae_sampling, fps=fps)
-            note = window_note or session.clip.note
-            if window_note:
-                session.clip.note = window_note
-            if note:
-                print(f"tvau analyze: note: {note}; the answers are about those frames", file=sys.stderr)
+            session.clip.note = window_note or session.clip.note  # answers.json's sampling note says the same
+            if session.clip.note:
+                print(f"tvau analyze: note: {session.clip.note}; the answers are about those frames", file=sys.stderr)
             advance = add_task("answers", 4)
             answers = {"video": str(args.video), **session.standard_answers(on_answer=lambda: advance(1))}
         analysis.info = {**models.info, "labels_from": None if labels_from is None else str(labels_from)}
